@@ -1,0 +1,62 @@
+# Front door of the C3AE course. Two commands do everything on a fresh clone:
+#   make run-all [PROFILE=quick]   set up, fetch the data, run every notebook in order
+#   make test                      set up, then run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROFILE ?= full
+DATASET ?= utkface
+STAMP := $(VENV)/.installed
+
+.PHONY: help setup check-prereqs data run-all test lint lab bench results clean
+
+help:
+	@echo "make run-all [PROFILE=quick|full]  run every notebook (executed copies in artifacts/notebooks/)"
+	@echo "make test                          run the test suite"
+	@echo "make setup                         create .venv and install the package (editable, dev extras)"
+	@echo "make data DATASET=utkface|fgnet|wiki|imdb|reference|demo  fetch and extract one dataset"
+	@echo "make lab                           JupyterLab on the notebooks"
+	@echo "make bench                         benchmark scripts in bench/"
+	@echo "make clean                         remove artifacts and caches (keeps downloads)"
+
+check-prereqs:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else 1)' 2>/dev/null || \
+	  { echo "error: Python 3.10+ is required (found: $$($(PYTHON) --version 2>&1)). Install it or run 'make PYTHON=python3.11 ...'."; exit 1; }
+
+$(STAMP): pyproject.toml | check-prereqs
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+data: setup
+	$(PY) -m c3ae_utils.datasets fetch $(DATASET)
+
+run-all: setup
+	$(PY) -m c3ae_utils.datasets check-access utkface
+	$(PY) -m c3ae_utils.course --profile $(PROFILE)
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(PY) -m ruff check c3ae_utils tests bench
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks/
+
+bench: setup
+	$(PY) bench/bench_preprocess.py
+	$(PY) bench/bench_pipeline.py
+	$(PY) bench/bench_train.py
+	$(PY) bench/bench_inference.py
+
+results: setup
+	$(PY) -m c3ae_utils.evaluation results
+
+clean:
+	rm -rf artifacts data/cache figures/generated .pytest_cache

@@ -1,0 +1,91 @@
+"""Run the course notebooks in order with papermill (`make run-all`, the notebook tests).
+
+    python -m c3ae_utils.course --profile quick            # every notebook
+    python -m c3ae_utils.course --profile quick --upto 03  # 01, 02 and 03
+
+Executed copies go to `<artifacts>/notebooks/`; the committed notebooks stay clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from c3ae_utils import paths, runtime
+
+logger = logging.getLogger(__name__)
+
+
+def notebooks_dir() -> Path:
+    """The folder of the committed course notebooks."""
+    return paths.repo_root() / "notebooks"
+
+
+def list_notebooks() -> list[Path]:
+    """Course notebooks `NN_*.ipynb`, in order."""
+    found = sorted(notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if not found:
+        raise FileNotFoundError(f"No notebooks found in {notebooks_dir()}.")
+    return found
+
+
+def find_notebook(prefix: str) -> Path:
+    """The notebook whose name starts with `prefix` (e.g. "02")."""
+    matches = [path for path in list_notebooks() if path.name.startswith(prefix)]
+    if len(matches) != 1:
+        raise ValueError(f"Expected one notebook starting with {prefix!r}, found {matches}.")
+    return matches[0]
+
+
+def run_notebook(notebook: Path, profile: str = "quick", **overrides: object) -> Path:
+    """Execute one notebook with the profile's parameters; return the executed copy's path."""
+    import papermill
+
+    parameters = runtime.profile_parameters(profile)
+    parameters.update(overrides)
+    output_dir = paths.ensure_dir(paths.artifacts_dir() / "notebooks")
+    output = output_dir / notebook.name
+    # Quieten TensorFlow's C++ start-up lines inside the executed notebooks.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    started = time.perf_counter()
+    papermill.execute_notebook(
+        str(notebook),
+        str(output),
+        parameters=parameters,
+        cwd=str(notebook.parent),
+        kernel_name="python3",
+        progress_bar=False,
+        log_output=False,
+    )
+    logger.info("%s ran in %.1f s", notebook.name, time.perf_counter() - started)
+    return output
+
+
+def run_all(profile: str = "quick", upto: str | None = None) -> list[Path]:
+    """Execute every notebook in order (up to and including the prefix `upto`)."""
+    executed = []
+    for notebook in list_notebooks():
+        print(f"[run-all] {notebook.name} (profile {profile})", flush=True)
+        executed.append(run_notebook(notebook, profile))
+        if upto is not None and notebook.name.startswith(upto):
+            break
+    return executed
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=sorted(runtime.PROFILES))
+    parser.add_argument("--upto", default=None, help="stop after the notebook with this prefix")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run_all(args.profile, args.upto)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

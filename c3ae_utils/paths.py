@@ -1,0 +1,80 @@
+"""Where data, caches, artifacts and figures live.
+
+Every location can be overridden with an environment variable, so tests, CI and Colab can
+point the course somewhere else without touching code:
+
+| function          | variable              | default                  |
+| ----------------- | --------------------- | ------------------------ |
+| `raw_dir()`       | `C3AE_DATA_DIR`       | `<repo>/data/raw`        |
+| `download_dir()`  | `C3AE_DOWNLOAD_DIR`   | `<repo>/data/downloads`  |
+| `cache_dir()`     | `C3AE_CACHE_DIR`      | `<repo>/data/cache`      |
+| `artifacts_dir()` | `C3AE_ARTIFACTS_DIR`  | `<repo>/artifacts`       |
+| `figures_dir()`   | `C3AE_FIGURES_DIR`    | `<repo>/figures/generated` |
+| `mirror_dir()`    | `C3AE_DATA_MIRROR`    | none (use the network)   |
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def repo_root() -> Path:
+    """The course repository root (editable install), or the working directory otherwise."""
+    candidate = Path(__file__).resolve().parents[1]
+    if (candidate / "pyproject.toml").exists() and (candidate / "notebooks").is_dir():
+        return candidate
+    return Path.cwd()
+
+
+def _from_env(variable: str, default: Path) -> Path:
+    value = os.environ.get(variable)
+    path = Path(value).expanduser() if value else default
+    return path.resolve()
+
+
+def raw_dir() -> Path:
+    """Folder that holds extracted datasets (`<raw_dir>/<dataset>/...`)."""
+    return _from_env("C3AE_DATA_DIR", repo_root() / "data" / "raw")
+
+
+def download_dir() -> Path:
+    """Folder that holds downloaded archives before extraction."""
+    return _from_env("C3AE_DOWNLOAD_DIR", repo_root() / "data" / "downloads")
+
+
+def cache_dir() -> Path:
+    """Folder that holds preprocessed face caches (`<cache_dir>/<name>/`)."""
+    return _from_env("C3AE_CACHE_DIR", repo_root() / "data" / "cache")
+
+
+def artifacts_dir() -> Path:
+    """Folder for everything a run produces: metadata tables, models, metrics, notebooks."""
+    return _from_env("C3AE_ARTIFACTS_DIR", repo_root() / "artifacts")
+
+
+def figures_dir() -> Path:
+    """Folder where `plotting.save_figure` writes generated figures."""
+    return _from_env("C3AE_FIGURES_DIR", repo_root() / "figures" / "generated")
+
+
+def mirror_dir() -> Path | None:
+    """Offline mirror folder laid out like `shared/data` (`C3AE_DATA_MIRROR`), or None."""
+    value = os.environ.get("C3AE_DATA_MIRROR")
+    return Path(value).expanduser().resolve() if value else None
+
+
+def metadata_path(dataset: str) -> Path:
+    """Where notebook 01 writes the tidy metadata table of `dataset` (parquet)."""
+    return artifacts_dir() / "metadata" / f"{dataset}.parquet"
+
+
+def runs_dir() -> Path:
+    """Folder holding one sub-folder per training run."""
+    return artifacts_dir() / "runs"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create `path` (and parents) if needed and return it."""
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,98 @@
+"""Seeds, the device report, mixed precision, and the course's run profiles."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+
+# Papermill parameters of the two course profiles. "full" is every notebook's default;
+# "quick" is what CI and `make run-all PROFILE=quick` use: the same code on a few hundred
+# real images.
+PROFILES: dict[str, dict[str, object]] = {
+    "full": {"PROFILE": "full"},
+    "quick": {
+        "PROFILE": "quick",
+        "MAX_IMAGES": 400,
+        "EPOCHS": 2,
+        "BATCH_SIZE": 32,
+        "NUM_FOLDS": 2,
+        "NUM_SEEDS": 1,
+    },
+}
+
+
+def profile_parameters(profile: str) -> dict[str, object]:
+    """Papermill parameters for `profile` ("quick" or "full")."""
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}; choose one of {sorted(PROFILES)}.")
+    return dict(PROFILES[profile])
+
+
+def in_colab() -> bool:
+    """True when running inside Google Colab."""
+    return "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+
+
+def set_seed(seed: int) -> None:
+    """Seed Python, NumPy and Keras (TensorFlow) random generators."""
+    random.seed(seed)
+    np.random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+
+@dataclass(frozen=True)
+class DeviceReport:
+    """What the course runs on."""
+
+    python: str
+    tensorflow: str
+    keras: str
+    gpus: tuple[str, ...]
+    colab: bool
+
+    def __str__(self) -> str:
+        device = ", ".join(self.gpus) if self.gpus else "CPU only"
+        return (
+            f"Python {self.python} | TensorFlow {self.tensorflow} | Keras {self.keras} | "
+            f"device: {device} | Colab: {'yes' if self.colab else 'no'}"
+        )
+
+
+def report_device(verbose: bool = True) -> DeviceReport:
+    """Report versions and accelerators; on Colab without a GPU, say how to get one."""
+    import keras
+    import tensorflow as tf
+
+    gpus = tuple(device.name for device in tf.config.list_physical_devices("GPU"))
+    report = DeviceReport(
+        python=platform.python_version(),
+        tensorflow=tf.__version__,
+        keras=keras.__version__,
+        gpus=gpus,
+        colab=in_colab(),
+    )
+    if verbose:
+        print(report)
+        if report.colab and not gpus:
+            print("No GPU was detected. In Colab: Runtime > Change runtime type > GPU.")
+    return report
+
+
+def enable_mixed_precision(enabled: bool | None = None) -> str:
+    """Use "mixed_float16" when a GPU is present (or `enabled` is True); return the policy name."""
+    import keras
+    import tensorflow as tf
+
+    if enabled is None:
+        enabled = bool(tf.config.list_physical_devices("GPU"))
+    policy = "mixed_float16" if enabled else "float32"
+    keras.mixed_precision.set_global_policy(policy)
+    return policy

@@ -1,0 +1,44 @@
+"""Every committed notebook follows the course skeleton and carries no outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from c3ae_utils import course
+
+NOTEBOOKS = course.list_notebooks()
+REQUIRED_H2 = ["## Overview", "## Setup", "## Parameters", "## Summary", "## Exercises"]
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_committed_without_outputs(path):
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert cell.get("outputs", []) == [], f"{path.name} has outputs"
+            assert cell.get("execution_count") is None, f"{path.name} has execution counts"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_follows_skeleton(path):
+    cells = _cells(path)
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    titles = re.findall(r"^# .+", markdown, flags=re.MULTILINE)
+    assert len(titles) == 1, f"{path.name} needs exactly one H1, found {titles}"
+    assert "colab.research.google.com" in markdown, f"{path.name} lacks the Open in Colab badge"
+    positions = [markdown.find(heading) for heading in REQUIRED_H2]
+    assert all(p >= 0 for p in positions), f"{path.name} misses one of {REQUIRED_H2}"
+    assert positions == sorted(positions), f"{path.name}: sections out of order"
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
+    source = "".join(tagged[0]["source"])
+    assert re.search(r"^PROFILE = ", source, flags=re.MULTILINE), "parameters cell needs PROFILE"
+    for line in source.splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert re.match(r"^[A-Z][A-Z0-9_]* = ", line), f"{path.name}: not an UPPER_CASE constant: {line}"

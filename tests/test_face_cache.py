@@ -1,0 +1,154 @@
+"""faces.build_cache: all cores, bad input logged, resumable after a crash, shards, loud failures.
+
+Sample: 18 real UTKFace images plus 10 generated problem files (28 rows, chunks of 6).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from c3ae_utils import datasets, faces
+
+CHUNK = 6
+CRASH_AT = 14
+
+
+def _write_problem_files(folder: Path, sources: list[str]) -> dict[str, str]:
+    """Generated bad or awkward inputs (from real faces, never cut from the datasets' files)."""
+    face = faces.read_image(sources[0])
+    files = {}
+    (folder / "empty.jpg").write_bytes(b"")
+    files["empty"] = folder / "empty.jpg"
+    (folder / "corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg" * 20)
+    files["corrupt"] = folder / "corrupt.jpg"
+    Image.fromarray(np.full((240, 240, 3), 128, np.uint8)).save(folder / "flat.jpg")
+    files["no face"] = folder / "flat.jpg"
+    tiles = [faces.read_image(p) for p in sources[1:5]]
+    Image.fromarray(np.vstack([np.hstack(tiles[:2]), np.hstack(tiles[2:])])).save(folder / "group.jpg")
+    files["many faces"] = folder / "group.jpg"
+    Image.fromarray(cv2.resize(face, (9, 9))).save(folder / "tiny.png")
+    files["tiny"] = folder / "tiny.png"
+    Image.fromarray(face).convert("L").save(folder / "grey.jpg")
+    files["greyscale"] = folder / "grey.jpg"
+    Image.fromarray(face).convert("CMYK").save(folder / "cmyk.jpg")
+    files["cmyk"] = folder / "cmyk.jpg"
+    Image.fromarray(np.dstack([face, np.full(face.shape[:2], 255, np.uint8)]), "RGBA").save(folder / "alpha.png")
+    files["alpha"] = folder / "alpha.png"
+    exif = Image.Exif()
+    exif[0x0112] = 8  # stored a quarter turn clockwise; "rotate 90 counter-clockwise to display"
+    Image.fromarray(np.ascontiguousarray(np.rot90(face, -1))).save(folder / "exif.jpg", exif=exif)
+    files["exif rotated"] = folder / "exif.jpg"
+    canvas = np.full((2600, 3400, 3), 70, np.uint8)
+    canvas[800:1800, 1200:2200] = cv2.resize(face, (1000, 1000), interpolation=cv2.INTER_CUBIC)
+    Image.fromarray(canvas).save(folder / "large.jpg", quality=85)
+    files["very large"] = folder / "large.jpg"
+    return {kind: str(path) for kind, path in files.items()}
+
+
+@pytest.fixture(scope="module")
+def inputs(mirror, tmp_path_factory) -> tuple[pd.DataFrame, dict[str, str]]:
+    utk = datasets.load_metadata("utkface")
+    utk["split"] = datasets.split(utk, seed=0)
+    real = datasets.subsample(utk, 18, seed=4)
+    problems = _write_problem_files(tmp_path_factory.mktemp("problems"), real["path"].tolist())
+    extra = pd.DataFrame({"path": list(problems.values()), "age": 30, "dataset": "generated", "split": "test"})
+    # Interleave the problem files with the real images (the very first row is one of them).
+    table = pd.concat([real, extra], ignore_index=True)
+    order = np.argsort(np.r_[np.arange(len(real)) * 1.0, np.linspace(-0.5, len(real) - 0.5, len(extra))])
+    return table.iloc[order].reset_index(drop=True), problems
+
+
+@pytest.fixture(scope="module")
+def reference_cache(inputs, tmp_path_factory) -> Path:
+    """The uninterrupted build, with two worker processes."""
+    table, _ = inputs
+    return faces.build_cache(table, tmp_path_factory.mktemp("caches") / "reference", workers=2,
+                             chunk_size=CHUNK, progress=False)
+
+
+def _digests(folder: Path, skip: str = "shards") -> dict[str, str]:
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and not str(path.relative_to(folder)).startswith(skip)
+    }
+
+
+def test_cache_holds_crops_table_and_failures(reference_cache, inputs):
+    table, problems = inputs
+    cache = faces.load_cache(reference_cache)
+    assert cache.crops.dtype == np.uint8 and cache.crops.shape == (len(cache.table), 3, 64, 64, 3)
+    for column in ("path", "age", "split", "yaw", "pitch", "roll", "confidence"):
+        assert column in cache.table, column
+    assert cache.table["split"].notna().all()
+    assert np.isfinite(cache.table[["yaw", "pitch", "roll", "confidence"]].to_numpy()).all()
+    reasons = dict(zip(cache.failures["path"], cache.failures["reason"], strict=True))
+    assert reasons[problems["empty"]] == faces.REASON_UNREADABLE
+    assert reasons[problems["corrupt"]] == faces.REASON_UNREADABLE
+    assert reasons[problems["no face"]] == faces.REASON_NO_FACE
+    assert reasons[problems["many faces"]] == faces.REASON_SECOND_FACE
+    assert reasons[problems["tiny"]] == faces.REASON_TOO_SMALL_IMAGE
+    for kind in ("greyscale", "cmyk", "alpha", "exif rotated", "very large"):
+        assert problems[kind] in set(cache.table["path"]), f"{kind} image gave no face"
+    # Nothing lost or duplicated: every input row is either cached or a failure, once.
+    assert sorted(cache.table["path"].tolist() + cache.failures["path"].tolist()) == sorted(table["path"])
+    assert cache.table["row"].is_monotonic_increasing
+    real_rows = cache.table[cache.table["dataset"] == "utkface"]
+    assert len(real_rows) >= 17  # at most one real face missed
+    # Crops follow the table: the crops of a row equal a fresh processing of its image.
+    fresh = faces.process_image(cache.table["path"].iloc[0])
+    assert np.abs(fresh.faces[0].crops.astype(int) - cache.crops[0].astype(int)).mean() < 1.0
+    yields = faces.yield_table({"test": cache})
+    assert yields.loc["test", "images"] == len(table) and yields.loc["test", "faces cached"] == len(cache)
+
+
+def test_interrupted_build_resumes_to_an_identical_cache(reference_cache, inputs, tmp_path):
+    table, _ = inputs
+    folder = tmp_path / "resumed"
+    with pytest.raises(RuntimeError, match="Injected crash"):
+        faces.build_cache(table, folder, workers=2, chunk_size=CHUNK, stop_after=CRASH_AT, progress=False)
+    assert not (folder / "manifest.parquet").exists()
+    crashed_chunk = CRASH_AT // CHUNK
+    assert not (folder / "chunks" / f"chunk-{crashed_chunk:05d}.parquet").exists()
+    # A write that was cut off leaves a temporary file behind; the re-run must ignore it.
+    (folder / "chunks" / f"chunk-{crashed_chunk:05d}.npy.tmp-99999").write_bytes(b"partial")
+    faces.build_cache(table, folder, workers=2, chunk_size=CHUNK, progress=False)
+    assert _digests(folder) == _digests(reference_cache)
+    assert not list(folder.rglob("*.tmp-*"))
+
+
+def test_shards_merge_into_an_identical_cache(reference_cache, inputs, tmp_path):
+    table, _ = inputs
+    folder = tmp_path / "sharded"
+    faces.build_cache(table, folder, shard="1/2", workers=1, chunk_size=CHUNK, progress=False)
+    assert not (folder / "manifest.parquet").exists()  # shard 0 still missing
+    with pytest.raises(FileNotFoundError, match="missing"):
+        faces.finalize_cache(folder)
+    faces.build_cache(table, folder, shard=(0, 2), workers=1, chunk_size=CHUNK, progress=False)
+    assert (folder / "shards" / "shard-0-of-2.parquet").exists()
+    assert _digests(folder) == _digests(reference_cache)
+
+
+def test_worker_setup_failure_stops_the_build(inputs, tmp_path, monkeypatch):
+    table, _ = inputs
+    monkeypatch.setenv("C3AE_TEST_FAIL_WORKER_SETUP", "1")
+    with pytest.raises(RuntimeError, match="worker failed"):
+        faces.build_cache(table.head(4), tmp_path / "broken", workers=2, chunk_size=2, progress=False)
+
+
+def test_a_cache_refuses_a_different_table(reference_cache, inputs):
+    table, _ = inputs
+    with pytest.raises(ValueError, match="different table"):
+        faces.build_cache(table.head(5), reference_cache, chunk_size=CHUNK, progress=False)
+
+
+def test_load_cache_says_how_to_build_a_missing_cache(tmp_path):
+    with pytest.raises(FileNotFoundError, match="build-cache"):
+        faces.load_cache(tmp_path / "nothing")

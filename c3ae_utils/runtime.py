@@ -22,6 +22,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "BATCH_SIZE": 32,
         "NUM_FOLDS": 2,
         "NUM_SEEDS": 1,
+        "MAX_FRAMES": 60,  # notebook 07: video frames read from the demo clip
     },
 }
 

@@ -1,0 +1,788 @@
+"""Training C3AE: the cascade loss, compile, callbacks, `model.fit`, and run folders that resume.
+
+The cascade loss of C3AE (Zhang et al. 2019) trains both heads at once::
+
+    total = L1(age) + lambda * distribution_loss(distribution),   lambda = 10 by default
+
+where the distribution loss compares the softmax output of W1 with the two-point target
+(`age_encoding.encode`) and is either
+
+- `"kl"`: the Kullback-Leibler divergence KL(target || prediction), as in the paper;
+- `"ce"`: the cross-entropy, which differs from KL only by the target's entropy (a constant
+  per sample, so the gradients are identical);
+- `"focal"`: the class-balanced focal loss of the reference implementation (`BalancedFocalLoss`).
+
+`train(TrainConfig(...))` writes everything a run produces into `paths.runs_dir()/<run_name>/`:
+
+| file | content |
+| --- | --- |
+| `config.json` | every setting of `TrainConfig`, with the cache and run names resolved |
+| `history.csv` | one row per epoch: losses, `age_mae`, `val_age_mae`, ..., `learning_rate`, `seconds` |
+| `best.keras` | the model of the epoch with the lowest validation age MAE |
+| `last.keras` | the model and its optimizer state after the last finished epoch |
+| `resume.json` | the epoch reached and the state of the callbacks, for `resume=True` |
+| `metrics.json` | validation MAE of `best.keras` (`val_mae`: age head; `val_expected_mae`: expectation over the bins), `best_epoch`, `epochs`, `seconds`, training samples/s (overall and after epoch 1) |
+| `predictions.parquet` | validation rows: `path`, `age`, `predicted_age`, `expected_age`, `p00`..`p11` |
+| `tensorboard/` | TensorBoard logs (`tensorboard --logdir <run>/tensorboard`) |
+
+An interrupted run continues from `last.keras` at the next epoch with `resume=True`, and ends
+with the same weights and metrics as an uninterrupted one: the model is rebuilt and gets the
+weights and optimizer state of `last.keras`, the callbacks' state in `resume.json`, and the input pipeline (whose
+random numbers depend only on the seed and the batch number) is fast-forwarded with `skip`.
+
+This module imports TensorFlow only inside the functions that need it (`train`, the data
+loading), so the losses, metrics and `compile_model` also work on Keras' JAX backend
+(used by `bench/bench_train.py` on GPU machines without TensorFlow).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from keras import ops
+
+from c3ae_utils import age_encoding, paths
+
+logger = logging.getLogger(__name__)
+
+EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1] before taking logarithms
+LOSSES = ("focal", "kl", "ce")
+SCHEDULES = ("cosine", "plateau", "constant")
+MONITOR = "val_age_mae"  # the quantity that picks best.keras, early stopping and the plateau schedule
+
+
+# --------------------------------------------------------------------------------------
+# Losses and metrics (keras.ops only: they run on the TensorFlow and JAX backends)
+# --------------------------------------------------------------------------------------
+
+
+def _clipped_probabilities(y_pred):
+    """Softmax outputs float32 `[b, num_bins]` clipped to [EPSILON, 1] (so log is finite)."""
+    return ops.clip(ops.cast(y_pred, "float32"), EPSILON, 1.0)
+
+
+@keras.saving.register_keras_serializable(package="c3ae")
+class AgeL1Loss(keras.losses.Loss):
+    """L1 loss of the age head: `|age_true - age_pred|` in years, `[b, 1]` -> `[b]`."""
+
+    def __init__(self, name: str = "age_l1", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        difference = ops.cast(y_true, "float32") - ops.cast(y_pred, "float32")
+        return ops.mean(ops.abs(difference), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="c3ae")
+class TwoPointCrossEntropy(keras.losses.Loss):
+    """Cross-entropy `-sum_k y_k log p_k` between target `y` and prediction `p`, `[b, 12]` -> `[b]`."""
+
+    def __init__(self, name: str = "two_point_cross_entropy", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        target = ops.cast(y_true, "float32")
+        return -ops.sum(target * ops.log(_clipped_probabilities(y_pred)), axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="c3ae")
+class TwoPointKLDivergence(keras.losses.Loss):
+    """KL divergence `sum_k y_k (log y_k - log p_k)` (0 log 0 = 0), `[b, 12]` -> `[b]` (the paper's loss)."""
+
+    def __init__(self, name: str = "two_point_kl_divergence", **kwargs: Any) -> None:
+        super().__init__(name=name, **kwargs)
+
+    def call(self, y_true, y_pred):
+        target = ops.cast(y_true, "float32")
+        log_ratio = ops.log(ops.clip(target, EPSILON, 1.0)) - ops.log(_clipped_probabilities(y_pred))
+        return ops.sum(target * log_ratio, axis=-1)  # target 0 -> term 0, whatever the clip
+
+
+@keras.saving.register_keras_serializable(package="c3ae")
+class BalancedFocalLoss(keras.losses.Loss):
+    """Class-balanced focal loss on the bins plus a small plain cross-entropy term.
+
+    For a target distribution `y` (two-point, `[b, K]`), a prediction `p` (softmax, clipped to
+    [1e-7, 1]) and per-bin weights `w` (`bin_weights`, see `balanced_bin_weights`)::
+
+        focal = sum_k  w_k * y_k * (1 - p_k) ** gamma * (-log p_k)
+        ce    = sum_k        y_k *                      (-log p_k)
+        loss  = (1 - ce_weight) * focal + ce_weight * ce            per sample, `[b]`
+
+    `gamma` (2 by default) down-weights bins that are already predicted well, so training
+    concentrates on hard samples; the weights `w` up-weight rare age bins (old people in
+    UTKFace and IMDB-WIKI); the cross-entropy term (weight 0.1 by default) keeps a gradient
+    on every target bin whatever its weight. With `gamma = 0` and all weights 1 the loss
+    equals the cross-entropy exactly.
+    """
+
+    def __init__(
+        self,
+        gamma: float = 2.0,
+        bin_weights: list[float] | np.ndarray | None = None,
+        ce_weight: float = 0.1,
+        num_bins: int = age_encoding.NUM_BINS,
+        name: str = "balanced_focal",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(name=name, **kwargs)
+        if gamma < 0:
+            raise ValueError(f"gamma must be >= 0; got {gamma}.")
+        if not 0.0 <= ce_weight <= 1.0:
+            raise ValueError(f"ce_weight must be in [0, 1]; got {ce_weight}.")
+        weights = np.ones(num_bins) if bin_weights is None else np.asarray(bin_weights, float)
+        if weights.shape != (num_bins,) or np.any(weights < 0) or not np.all(np.isfinite(weights)):
+            raise ValueError(
+                f"bin_weights must be {num_bins} finite non-negative numbers; got {bin_weights!r}. "
+                "Compute them with training.balanced_bin_weights(training_distributions)."
+            )
+        self.gamma = float(gamma)
+        self.ce_weight = float(ce_weight)
+        self.num_bins = int(num_bins)
+        self.bin_weights = [float(weight) for weight in weights]
+
+    def call(self, y_true, y_pred):
+        target = ops.cast(y_true, "float32")
+        probabilities = _clipped_probabilities(y_pred)
+        negative_log = -ops.log(probabilities)
+        weights = ops.convert_to_tensor(np.asarray(self.bin_weights, np.float32))
+        modulating = ops.power(1.0 - probabilities, self.gamma)
+        focal = ops.sum(weights * target * modulating * negative_log, axis=-1)
+        cross_entropy = ops.sum(target * negative_log, axis=-1)
+        return (1.0 - self.ce_weight) * focal + self.ce_weight * cross_entropy
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "gamma": self.gamma,
+            "bin_weights": self.bin_weights,
+            "ce_weight": self.ce_weight,
+            "num_bins": self.num_bins,
+        }
+
+
+def balanced_bin_weights(
+    distributions: np.ndarray, power: float = 0.5, max_weight: float = 10.0
+) -> np.ndarray:
+    """Per-bin weights float32 `[K]` from training targets `[n, K]` (two-point distributions).
+
+    The frequency of bin k is `f_k = mean_n y_nk` (soft counts: age 32 adds 0.8 to bin 30
+    and 0.2 to bin 40). Weights are `f_k ** -power`, scaled so that `sum_k f_k w_k = 1`
+    (the average sample keeps weight 1, so the loss stays on the cross-entropy's scale),
+    then capped at `max_weight`; bins never seen in training get `max_weight`.
+    `power = 1` is full inverse-frequency balancing, 0 is no balancing (all weights 1).
+    """
+    targets = np.asarray(distributions, dtype=np.float64)
+    if targets.ndim != 2 or len(targets) == 0:
+        raise ValueError(f"distributions must be a non-empty [n, num_bins] array; got {targets.shape}.")
+    if power < 0 or max_weight <= 0:
+        raise ValueError(f"power must be >= 0 and max_weight > 0; got {power} and {max_weight}.")
+    frequencies = targets.mean(axis=0)
+    seen = frequencies > 0
+    weights = np.full(targets.shape[1], float(max_weight))
+    weights[seen] = frequencies[seen] ** -power
+    weights[seen] /= np.sum(frequencies[seen] * weights[seen])
+    return np.minimum(weights, max_weight).astype(np.float32)
+
+
+def expected_age_absolute_error(y_true, y_pred, bin_width: float = age_encoding.BIN_WIDTH):
+    """`|sum_k y_k v_k - sum_k p_k v_k|` in years, `[b, K]` -> `[b]`, with bin values `v_k = k * bin_width`.
+
+    The target's expectation is the (clipped, see `age_encoding`) true age, the prediction's
+    is the age read from the distribution head alone (`age_encoding.decode`).
+    """
+    target = ops.cast(y_true, "float32")
+    prediction = ops.cast(y_pred, "float32")
+    values = ops.arange(prediction.shape[-1], dtype="float32") * bin_width
+    return ops.abs(ops.sum(target * values, axis=-1) - ops.sum(prediction * values, axis=-1))
+
+
+@keras.saving.register_keras_serializable(package="c3ae")
+class ExpectedAgeMAE(keras.metrics.MeanMetricWrapper):
+    """Mean absolute error (years) of the age decoded from the distribution head."""
+
+    def __init__(
+        self, name: str = "expected_mae", dtype: str | None = None,
+        bin_width: float = age_encoding.BIN_WIDTH,
+    ) -> None:
+        super().__init__(expected_age_absolute_error, name=name, dtype=dtype, bin_width=bin_width)
+        self.bin_width = float(bin_width)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "bin_width": self.bin_width}
+
+
+def distribution_loss(
+    loss: str,
+    bin_weights: np.ndarray | None = None,
+    gamma: float = 2.0,
+    ce_weight: float = 0.1,
+) -> keras.losses.Loss:
+    """The loss of the distribution head: "focal", "kl" or "ce" (see the module docstring)."""
+    if loss == "focal":
+        return BalancedFocalLoss(gamma=gamma, bin_weights=bin_weights, ce_weight=ce_weight)
+    if loss == "kl":
+        return TwoPointKLDivergence()
+    if loss == "ce":
+        return TwoPointCrossEntropy()
+    raise ValueError(f"Unknown loss {loss!r}; choose one of {LOSSES}.")
+
+
+# --------------------------------------------------------------------------------------
+# Configuration and runs
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainConfig:
+    """Every setting of one training run (saved as `config.json`)."""
+
+    dataset: str = "utkface"  # dataset of the face cache
+    max_images: int | None = None  # the cache of that many images (faces.cache_name); None: all
+    cache_name: str | None = None  # explicit cache name (overrides dataset/max_images)
+    run_name: str | None = None  # folder under paths.runs_dir(); default f"{dataset}-{loss}[-{max_images}]"
+    loss: str = "focal"  # distribution loss: "focal", "kl" or "ce"
+    loss_weight: float = 10.0  # lambda: weight of the distribution loss next to L1(age)
+    focal_gamma: float = 2.0
+    focal_ce_weight: float = 0.1  # weight of the plain cross-entropy inside the focal loss
+    balance_power: float = 0.5  # focal bin weights ~ frequency ** -power (balanced_bin_weights)
+    epochs: int = 30
+    batch_size: int = 32
+    learning_rate: float = 0.002  # Adam, as in the reference
+    schedule: str = "cosine"  # "cosine" (to 1% of lr), "plateau" (x0.5 after patience/2 flat epochs), "constant"
+    patience: int = 10  # early stopping on val_age_mae; 0 switches it off
+    seed: int = 0  # weights, shuffling and augmentation
+    augment: bool = True
+    use_se: bool = True  # squeeze-and-excitation blocks
+    white_norm: bool = True  # (x - 127.5) / 128 inside the model
+    learn_w2: bool = True  # train the age head W2 (False: fixed to the bin values)
+    w2_init: str = "bins"  # "bins" (the bin values) or "random" (the reference)
+    mixed_precision: bool | None = None  # None: on when a GPU is present
+    jit_compile: bool = False  # XLA (slower on CPU)
+    deterministic: bool | None = None  # op determinism; None: on CPU only
+    resume: bool = False  # continue an interrupted run of the same name
+    overwrite: bool = False  # delete an earlier run of the same name first
+    verbose: int | str = "auto"  # Keras fit verbosity; "auto": 1 in a terminal, 2 otherwise
+    crash_after_epoch: int | None = None  # testing: raise SimulatedCrash after this (1-based) epoch
+
+    # Settings that may change between an interrupted run and its resumption.
+    RESUMABLE_CHANGES = ("resume", "overwrite", "verbose", "crash_after_epoch")
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}; got {self.loss!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}; got {self.schedule!r}.")
+        if self.w2_init not in ("bins", "random"):
+            raise ValueError(f"w2_init must be 'bins' or 'random'; got {self.w2_init!r}.")
+        for name in ("epochs", "batch_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
+        if self.learning_rate <= 0 or self.loss_weight < 0 or self.patience < 0:
+            raise ValueError("learning_rate must be > 0, loss_weight and patience >= 0.")
+
+    def resolved(self) -> TrainConfig:
+        """A copy with `cache_name` and `run_name` filled in."""
+        cache_name = self.cache_name
+        if cache_name is None:
+            from c3ae_utils import faces
+
+            cache_name = faces.cache_name(self.dataset, self.max_images)
+        run_name = self.run_name or default_run_name(self.dataset, self.loss, self.max_images)
+        return dataclasses.replace(self, cache_name=cache_name, run_name=run_name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TrainConfig:
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+def default_run_name(dataset: str, loss: str, max_images: int | None = None) -> str:
+    """`"<dataset>-<loss>"`, plus `"-<max_images>"` for a limited cache (e.g. `utkface-focal-400`)."""
+    return f"{dataset}-{loss}" + (f"-{max_images}" if max_images else "")
+
+
+class SimulatedCrash(RuntimeError):
+    """Raised by `TrainConfig(crash_after_epoch=k)` after epoch k was saved (tests of resuming)."""
+
+
+@dataclass
+class Run:
+    """A run folder read back: its config, history and metrics, and loaders for its models."""
+
+    path: Path
+    config: TrainConfig
+    history: pd.DataFrame
+    metrics: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def load_model(self, which: str = "best", compile: bool = True) -> keras.Model:
+        """`best.keras` (lowest validation age MAE) or `last.keras`; compiled as trained unless
+        `compile=False` (enough for predictions, and quiet about a mixed-precision optimizer)."""
+        if which not in ("best", "last"):
+            raise ValueError(f"which must be 'best' or 'last'; got {which!r}.")
+        return keras.saving.load_model(self.path / f"{which}.keras", compile=compile)
+
+    def predictions(self) -> pd.DataFrame:
+        """Validation predictions: path, age, predicted_age, expected_age, p00..p11."""
+        return pd.read_parquet(self.path / "predictions.parquet")
+
+
+def run_dir(name: str) -> Path:
+    """The folder of run `name` under `paths.runs_dir()`."""
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"Run names are plain folder names; got {name!r}.")
+    return paths.runs_dir() / name
+
+
+def load_run(path_or_name: str | os.PathLike) -> Run:
+    """Read a finished run from its folder (or from its name under `paths.runs_dir()`)."""
+    path = Path(path_or_name)
+    if not path.is_dir():
+        path = run_dir(str(path_or_name))
+    required = ["config.json", "history.csv", "metrics.json"]
+    missing = [name for name in required if not (path / name).exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"{path} is not a finished run (missing {missing}). Train it with "
+            "training.train(TrainConfig(...)) or `c3ae train`, or pass resume=True to finish it."
+        )
+    config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
+    history = pd.read_csv(path / "history.csv")
+    metrics = json.loads((path / "metrics.json").read_text())
+    return Run(path=path, config=config, history=history, metrics=metrics)
+
+
+def _write_json(path: Path, values: dict[str, Any]) -> None:
+    """Write JSON atomically (a crash never leaves half a file)."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(values, indent=2, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
+
+
+def _save_model(model: keras.Model, path: Path) -> None:
+    """`model.save` atomically (Keras wants the `.keras` suffix on the temporary name too)."""
+    temporary = path.with_name(path.stem + ".tmp.keras")
+    model.save(temporary)
+    os.replace(temporary, path)
+
+
+# --------------------------------------------------------------------------------------
+# Model, compile, callbacks
+# --------------------------------------------------------------------------------------
+
+
+def learning_rate_schedule(
+    config: TrainConfig, steps_per_epoch: int
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """The Adam learning rate: a cosine decay over all steps to 1% of it, or a constant."""
+    if config.schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+        )
+    return config.learning_rate  # "constant", and "plateau" (ReduceLROnPlateau changes it)
+
+
+def compile_model(
+    model: keras.Model,
+    loss: str = "focal",
+    learning_rate: float | keras.optimizers.schedules.LearningRateSchedule = 0.002,
+    loss_weight: float = 10.0,
+    bin_weights: np.ndarray | None = None,
+    focal_gamma: float = 2.0,
+    focal_ce_weight: float = 0.1,
+    jit_compile: bool = False,
+    steps_per_execution: int = 1,
+) -> keras.Model:
+    """Compile with Adam and the cascade loss `L1(age) + loss_weight * distribution loss`.
+
+    Metrics: `age_mae` (years, age head) and `distribution_expected_mae` (years, the
+    expectation of the distribution head over the bin values).
+    """
+    model.compile(
+        optimizer=keras.optimizers.Adam(learning_rate=learning_rate),
+        loss={
+            "age": AgeL1Loss(),
+            "distribution": distribution_loss(loss, bin_weights, focal_gamma, focal_ce_weight),
+        },
+        loss_weights={"age": 1.0, "distribution": float(loss_weight)},
+        metrics={"age": [keras.metrics.MeanAbsoluteError(name="mae")], "distribution": [ExpectedAgeMAE()]},
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Adds `seconds` (wall time of the epoch, validation included) and `learning_rate` to the logs."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._started = time.perf_counter()
+        self._learning_rate = float(ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            logs["learning_rate"] = self._learning_rate
+            logs["seconds"] = time.perf_counter() - self._started
+
+
+class RunRecorder(keras.callbacks.Callback):
+    """Writes the run folder after every epoch: history.csv, best.keras, last.keras, resume.json.
+
+    Also restores, at the start of a resumed run, the state of the early-stopping and
+    plateau callbacks saved in resume.json.
+    """
+
+    def __init__(self, folder: Path, state: dict[str, Any], stateful: dict[str, keras.callbacks.Callback]):
+        super().__init__()
+        self.folder = folder
+        self.state = state
+        self.stateful = stateful
+        history_path = folder / "history.csv"
+        self.rows = (
+            pd.read_csv(history_path).head(state["epoch"]).to_dict("records")
+            if history_path.exists() else []
+        )
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        for name, callback in self.stateful.items():
+            for attribute, value in self.state.get("callbacks", {}).get(name, {}).items():
+                setattr(callback, attribute, value)
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        logs = dict(logs or {})
+        self.rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}})
+        history = pd.DataFrame(self.rows)
+        temporary = self.folder / "history.csv.tmp"
+        history.to_csv(temporary, index=False)
+        os.replace(temporary, self.folder / "history.csv")
+        current = logs.get(MONITOR)
+        best = self.state.get("best")
+        if current is not None and math.isfinite(current) and (best is None or current < best):
+            self.state.update(best=float(current), best_epoch=epoch + 1)
+            _save_model(self.model, self.folder / "best.keras")
+        _save_model(self.model, self.folder / "last.keras")
+        self.state["epoch"] = epoch + 1
+        self.state["callbacks"] = {
+            name: _callback_state(callback) for name, callback in self.stateful.items()
+        }
+        _write_json(self.folder / "resume.json", self.state)
+
+
+def _callback_state(callback: keras.callbacks.Callback) -> dict[str, Any]:
+    """The attributes of EarlyStopping / ReduceLROnPlateau that change from epoch to epoch."""
+    names = ("wait", "best", "best_epoch", "cooldown_counter")
+    state = {}
+    for name in names:
+        if hasattr(callback, name):
+            value = getattr(callback, name)
+            state[name] = float(value) if isinstance(value, float | np.floating) else value
+    return state
+
+
+class CrashAfterEpoch(keras.callbacks.Callback):
+    """Raises `SimulatedCrash` at the end of epoch `epoch` (1-based), after it was saved."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.epoch:
+            raise SimulatedCrash(f"simulated crash after epoch {self.epoch}")
+
+
+def make_callbacks(
+    config: TrainConfig, folder: Path, state: dict[str, Any]
+) -> list[keras.callbacks.Callback]:
+    """Clock, NaN guard, early stopping, plateau schedule, TensorBoard, the run recorder."""
+    stateful: dict[str, keras.callbacks.Callback] = {}
+    callbacks: list[keras.callbacks.Callback] = [EpochClock(), keras.callbacks.TerminateOnNaN()]
+    if config.patience:
+        stateful["early_stopping"] = keras.callbacks.EarlyStopping(
+            monitor=MONITOR, mode="min", patience=config.patience
+        )
+    if config.schedule == "plateau":
+        stateful["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+            monitor=MONITOR, mode="min", factor=0.5, patience=max(1, config.patience // 2),
+            min_lr=config.learning_rate / 100,
+        )
+    callbacks += list(stateful.values())
+    callbacks.append(
+        keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False)
+    )
+    callbacks.append(RunRecorder(folder, state, stateful))
+    if config.crash_after_epoch:
+        callbacks.append(CrashAfterEpoch(config.crash_after_epoch))
+    return callbacks
+
+
+# --------------------------------------------------------------------------------------
+# train()
+# --------------------------------------------------------------------------------------
+
+
+def _prepare_folder(config: TrainConfig) -> tuple[Path, dict[str, Any]]:
+    """Create (or reopen, for resume) the run folder; return it and the resume state."""
+    folder = run_dir(config.run_name)
+    state_path = folder / "resume.json"
+    if folder.exists() and config.overwrite:
+        shutil.rmtree(folder)
+    elif folder.exists() and any(folder.iterdir()):
+        if not config.resume or not state_path.exists():
+            raise ValueError(
+                f"The run folder {folder} already exists. Pass resume=True (`--resume`) to continue "
+                "it, overwrite=True (`--overwrite`) to start again, or choose another run_name."
+            )
+        saved = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
+        differences = {
+            name: (getattr(saved, name), getattr(config, name))
+            for name in config.to_dict()
+            if name not in TrainConfig.RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)
+        }
+        if differences:
+            raise ValueError(
+                f"Cannot resume {folder}: settings differ from the saved run (saved, now): "
+                f"{differences}. Use the same settings, overwrite=True, or another run_name."
+            )
+        return folder, json.loads(state_path.read_text())
+    paths.ensure_dir(folder)
+    _write_json(folder / "config.json", config.to_dict())
+    return folder, {"epoch": 0, "best": None, "best_epoch": None, "completed": False}
+
+
+def _load_splits(cache_name: str) -> dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
+    """Crops uint8 `[m, 3, 64, 64, 3]`, ages float32 `[m]` and table rows of the train and val splits."""
+    from c3ae_utils import faces
+
+    cache = faces.load_cache(cache_name)
+    splits = {}
+    for split in ("train", "val"):
+        mask = (cache.table["split"] == split).to_numpy(dtype=bool)
+        if not mask.any():
+            raise ValueError(
+                f"The cache {cache_name!r} has no {split!r} rows; it needs train and val splits "
+                "(datasets.split, notebook 01) before training."
+            )
+        table = cache.table[mask].reset_index(drop=True)
+        splits[split] = (cache.crops[mask], table["age"].to_numpy(np.float32), table)
+    return splits
+
+
+def _distribution_strategy():
+    """MirroredStrategy over all GPUs when there are several, else the default strategy."""
+    import tensorflow as tf
+
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def _build_model(config: TrainConfig, train_ages: np.ndarray, steps: int) -> keras.Model:
+    """A new C3AE model compiled for `config` (focal weights from the training ages)."""
+    from c3ae_utils import network
+
+    model = network.build_c3ae(
+        use_se=config.use_se, white_norm=config.white_norm,
+        learn_w2=config.learn_w2, w2_init=config.w2_init,
+    )
+    weights = None
+    if config.loss == "focal":
+        weights = balanced_bin_weights(age_encoding.encode(train_ages), config.balance_power)
+        logger.info("Focal bin weights: %s", [round(float(w), 2) for w in weights])
+    return compile_model(
+        model, config.loss, learning_rate_schedule(config, steps), config.loss_weight,
+        weights, config.focal_gamma, config.focal_ce_weight, config.jit_compile,
+    )
+
+
+def _verbosity(verbose: int | str) -> int:
+    if verbose == "auto":
+        return 1 if sys.stdout.isatty() else 2
+    return int(verbose)
+
+
+def train(config: TrainConfig) -> Run:
+    """Train C3AE as `config` says; write and return the run (see the module docstring).
+
+    With `resume=True`, an unfinished run of the same name continues from its last epoch
+    (and a finished one is returned as it is).
+    """
+    import tensorflow as tf
+
+    from c3ae_utils import pipeline, runtime
+
+    config = config.resolved()
+    folder, state = _prepare_folder(config)
+    if state.get("completed"):
+        logger.info("Run %s is already finished; loading it.", folder)
+        return load_run(folder)
+    logger.info("%s", runtime.report_device(verbose=False))
+    gpus = tf.config.list_physical_devices("GPU")
+    deterministic = (not gpus) if config.deterministic is None else config.deterministic
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+        if config.jit_compile:
+            logger.warning("Keras turns XLA off while op determinism is on; pass deterministic=False "
+                           "to train with jit_compile.")
+    runtime.set_seed(config.seed)
+
+    splits = _load_splits(config.cache_name)
+    train_crops, train_ages, _ = splits["train"]
+    val_crops, val_ages, val_table = splits["val"]
+    steps = pipeline.steps_per_epoch(len(train_crops), config.batch_size)
+    train_data = pipeline.make_dataset(
+        train_crops, train_ages, training=True, batch_size=config.batch_size,
+        seed=config.seed, augment=config.augment, repeat=True,
+    ).skip(state["epoch"] * steps)  # exact fast-forward: batches depend on (seed, batch number)
+    val_data = pipeline.make_dataset(val_crops, val_ages, training=False, batch_size=config.batch_size)
+
+    previous_policy = keras.mixed_precision.global_policy().name
+    mixed = bool(gpus) if config.mixed_precision is None else config.mixed_precision
+    keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
+    started = time.perf_counter()
+    try:
+        with _distribution_strategy().scope():
+            model = _build_model(config, train_ages, steps)
+            if state["epoch"]:
+                logger.info("Resuming %s after epoch %d.", folder.name, state["epoch"])
+                # Weights and optimizer state (moments, step count, loss scale) of the last epoch;
+                # the model itself is rebuilt so it gets this session's precision policy.
+                model.optimizer.build(model.trainable_variables)
+                model.load_weights(folder / "last.keras")
+        model.fit(
+            train_data,
+            epochs=config.epochs,
+            initial_epoch=state["epoch"],
+            steps_per_epoch=steps,
+            validation_data=val_data,
+            callbacks=make_callbacks(config, folder, state),
+            verbose=_verbosity(config.verbose),
+            shuffle=False,  # the pipeline shuffles
+        )
+    finally:
+        keras.mixed_precision.set_global_policy(previous_policy)
+    logger.info("Training took %.1f s.", time.perf_counter() - started)
+    _finish_run(folder, state, val_crops, val_ages, val_table, config.batch_size, steps)
+    return load_run(folder)
+
+
+def _finish_run(
+    folder: Path, state: dict[str, Any], val_crops: np.ndarray, val_ages: np.ndarray,
+    val_table: pd.DataFrame, batch_size: int, steps: int,
+) -> None:
+    """Evaluate best.keras on the validation split; write predictions.parquet and metrics.json."""
+    history = pd.read_csv(folder / "history.csv")
+    best_path = folder / ("best.keras" if (folder / "best.keras").exists() else "last.keras")
+    model = keras.saving.load_model(best_path, compile=False)
+    outputs = model.predict(val_crops, batch_size=max(batch_size, 256), verbose=0)
+    distributions = np.asarray(outputs["distribution"], np.float32)
+    predicted = np.asarray(outputs["age"], np.float32).reshape(-1)
+    expected = age_encoding.decode(distributions)
+    predictions = pd.DataFrame({
+        "path": val_table["path"].astype(str) if "path" in val_table else pd.Series(dtype=str),
+        "age": val_ages,
+        "predicted_age": predicted,
+        "expected_age": expected,
+    })
+    for k in range(distributions.shape[1]):
+        predictions[f"p{k:02d}"] = distributions[:, k]
+    predictions.to_parquet(folder / "predictions.parquet", index=False)
+    train_seconds = float(history["seconds"].sum())
+    later = history["seconds"].iloc[1:]  # the first epoch also traces and compiles the model
+    metrics = {
+        "val_mae": float(np.mean(np.abs(predicted - val_ages))),
+        "val_expected_mae": float(np.mean(np.abs(expected - val_ages))),
+        "best_epoch": state.get("best_epoch"),
+        "epochs": len(history),
+        "seconds": train_seconds,
+        "samples_per_second": len(history) * steps * batch_size / train_seconds if train_seconds else None,
+        "steady_samples_per_second": (
+            len(later) * steps * batch_size / float(later.sum()) if len(later) else None
+        ),
+        "val_samples": len(val_ages),
+        "model": best_path.name,
+    }
+    _write_json(folder / "metrics.json", metrics)
+    state["completed"] = True
+    _write_json(folder / "resume.json", state)
+    logger.info("Run %s: val MAE %.2f (expected %.2f) after %d epochs.", folder.name,
+                metrics["val_mae"], metrics["val_expected_mae"], metrics["epochs"])
+
+
+# --------------------------------------------------------------------------------------
+# Command line: `python -m c3ae_utils.train` and `c3ae train`
+# --------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `c3ae train`, one per `TrainConfig` field that a person sets."""
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="c3ae train", description="Train C3AE on a face cache; writes artifacts/runs/<name>/."
+    )
+    add = parser.add_argument
+    add("--dataset", default=defaults.dataset, help="dataset of the face cache (default utkface)")
+    add("--max-images", type=int, default=None, help="use the cache built from this many images")
+    add("--cache-name", default=None, help="explicit face-cache name (overrides the two above)")
+    add("--run-name", default=None, help="run folder name (default <dataset>-<loss>[-<max-images>])")
+    add("--loss", choices=LOSSES, default=defaults.loss, help="distribution loss")
+    add("--loss-weight", type=float, default=defaults.loss_weight, help="lambda of the cascade loss")
+    add("--epochs", type=int, default=defaults.epochs)
+    add("--batch-size", type=int, default=defaults.batch_size)
+    add("--learning-rate", type=float, default=defaults.learning_rate)
+    add("--schedule", choices=SCHEDULES, default=defaults.schedule)
+    add("--patience", type=int, default=defaults.patience, help="early stopping; 0: off")
+    add("--seed", type=int, default=defaults.seed)
+    add("--no-augment", dest="augment", action="store_false")
+    add("--no-se", dest="use_se", action="store_false", help="no squeeze-and-excitation blocks")
+    add("--no-white-norm", dest="white_norm", action="store_false")
+    add("--fixed-w2", dest="learn_w2", action="store_false", help="W2 fixed to the bin values")
+    add("--w2-init", choices=("bins", "random"), default=defaults.w2_init)
+    add("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+        help="float16 compute (default: on with a GPU)")
+    add("--jit-compile", action="store_true", help="compile the train step with XLA")
+    add("--resume", action="store_true", help="continue an interrupted run of the same name")
+    add("--overwrite", action="store_true", help="delete an earlier run of the same name")
+    add("--verbose", default="auto", help="Keras fit verbosity: 0, 1, 2 or auto")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`c3ae train ...`: train, then print the run folder and its metrics."""
+    arguments = vars(build_parser().parse_args(argv))
+    if arguments["verbose"] != "auto":
+        arguments["verbose"] = int(arguments["verbose"])
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    run = train(TrainConfig(**arguments))
+    print(f"run folder: {run.path}")
+    print(json.dumps(run.metrics, indent=2))
+    return 0

@@ -1,0 +1,243 @@
+"""training: the cascade losses on hand-computed cases, and real runs on a small real face cache.
+
+The run tests build one real UTKFace cache of 80 images (MTCNN, alignment, crops) and train
+the real network on it for a few epochs: a run folder, an interrupted run that resumes to
+the same weights, the CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from c3ae_utils import age_encoding, training
+
+REPO = Path(__file__).resolve().parents[1]
+NUM_IMAGES = 80
+EPOCHS = 3
+BASE = {"dataset": "utkface", "max_images": NUM_IMAGES, "epochs": EPOCHS, "batch_size": 16,
+        "patience": 2, "verbose": 0}
+
+
+def _loss(loss: keras.losses.Loss, y_true, y_pred) -> np.ndarray:
+    """Per-sample losses `[b]` as float64 NumPy."""
+    return np.asarray(loss.call(np.asarray(y_true, np.float32), np.asarray(y_pred, np.float32)), float)
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def test_age_l1_is_the_mean_absolute_difference_in_years():
+    loss = training.AgeL1Loss()
+    assert _loss(loss, [[30.0], [50.0]], [[32.0], [45.0]]) == pytest.approx([2.0, 5.0])
+    assert float(loss(np.array([[30.0], [50.0]]), np.array([[32.0], [45.0]]))) == pytest.approx(3.5)
+
+
+# Age 32 -> 0.8 on bin 30 (index 3) and 0.2 on bin 40 (index 4).
+TARGET = age_encoding.encode([32.0])
+PREDICTION = np.full((1, 12), 0.025, np.float32)
+PREDICTION[0, 3], PREDICTION[0, 4] = 0.5, 0.25  # 10 bins x 0.025 + 0.5 + 0.25 = 1
+
+
+def test_cross_entropy_and_kl_on_a_hand_computed_case():
+    cross_entropy = -(0.8 * math.log(0.5) + 0.2 * math.log(0.25))
+    target_entropy = -(0.8 * math.log(0.8) + 0.2 * math.log(0.2))
+    assert _loss(training.TwoPointCrossEntropy(), TARGET, PREDICTION)[0] == pytest.approx(cross_entropy, rel=1e-5)
+    assert _loss(training.TwoPointKLDivergence(), TARGET, PREDICTION)[0] == pytest.approx(
+        cross_entropy - target_entropy, rel=1e-5
+    )
+    assert _loss(training.TwoPointKLDivergence(), TARGET, TARGET)[0] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_focal_loss_on_a_hand_computed_case():
+    weights = np.linspace(0.5, 2.0, 12)
+    loss = training.BalancedFocalLoss(gamma=2.0, bin_weights=weights, ce_weight=0.1)
+    focal = (weights[3] * 0.8 * 0.5**2 * -math.log(0.5)) + (weights[4] * 0.2 * 0.75**2 * -math.log(0.25))
+    cross_entropy = -(0.8 * math.log(0.5) + 0.2 * math.log(0.25))
+    assert _loss(loss, TARGET, PREDICTION)[0] == pytest.approx(0.9 * focal + 0.1 * cross_entropy, rel=1e-5)
+
+
+def test_focal_with_gamma_0_and_uniform_weights_is_the_cross_entropy():
+    rng = np.random.default_rng(0)
+    targets = age_encoding.encode(rng.uniform(0, 110, 64))
+    logits = rng.normal(size=(64, 12))
+    predictions = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    expected = _loss(training.TwoPointCrossEntropy(), targets, predictions)
+    for ce_weight in (0.0, 0.1, 1.0):
+        focal = training.BalancedFocalLoss(gamma=0.0, bin_weights=np.ones(12), ce_weight=ce_weight)
+        np.testing.assert_allclose(_loss(focal, targets, predictions), expected, rtol=1e-5)
+    # With gamma 2, confident correct predictions cost less than under cross-entropy.
+    focal = training.BalancedFocalLoss(gamma=2.0, ce_weight=0.0)
+    assert np.all(_loss(focal, targets, predictions) < expected)
+
+
+def test_balanced_bin_weights_follow_inverse_frequency():
+    targets = np.array([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0, 1.0, 0]])  # f = 0.75, 0.25, 0
+    full = training.balanced_bin_weights(targets, power=1.0, max_weight=10.0)
+    np.testing.assert_allclose(full, [2 / 3, 2.0, 10.0], rtol=1e-6)  # sum_k f_k w_k = 1
+    none = training.balanced_bin_weights(targets, power=0.0, max_weight=10.0)
+    np.testing.assert_allclose(none, [1.0, 1.0, 10.0])
+    capped = training.balanced_bin_weights(targets, power=1.0, max_weight=1.5)
+    np.testing.assert_allclose(capped, [2 / 3, 1.5, 1.5], rtol=1e-6)
+    with pytest.raises(ValueError, match="non-empty"):
+        training.balanced_bin_weights(np.zeros((0, 12)))
+
+
+def test_losses_and_metric_serialize_and_reject_bad_settings():
+    loss = training.BalancedFocalLoss(gamma=1.5, bin_weights=np.arange(1, 13), ce_weight=0.2)
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    assert isinstance(restored, training.BalancedFocalLoss)
+    assert restored.get_config() == loss.get_config()
+    assert _loss(restored, TARGET, PREDICTION) == pytest.approx(_loss(loss, TARGET, PREDICTION))
+    metric = training.ExpectedAgeMAE()
+    metric.update_state(TARGET, PREDICTION)
+    expectation = 0.5 * 30 + 0.25 * 40 + 0.025 * (sum(range(0, 120, 10)) - 30 - 40)  # 39.75 years
+    assert float(metric.result()) == pytest.approx(abs(32.0 - expectation), rel=1e-5)
+    with pytest.raises(ValueError, match="bin_weights"):
+        training.BalancedFocalLoss(bin_weights=[1.0, 2.0])
+    with pytest.raises(ValueError, match="loss must be one of"):
+        training.TrainConfig(loss="mse")
+
+
+def test_losses_and_compile_need_no_tensorflow():
+    """The JAX benchmark path: network + training import and run with TensorFlow unavailable."""
+    script = (
+        "import importlib.abc, sys\n"
+        "class Block(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name.split('.')[0] == 'tensorflow': raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import numpy as np\n"
+        "from c3ae_utils import age_encoding, network, training\n"
+        "model = training.compile_model(network.build_c3ae(), loss='focal')\n"
+        "out = model.predict(np.zeros((2, 3, 64, 64, 3), np.uint8), verbose=0)\n"
+        "print(float(training.BalancedFocalLoss()(age_encoding.encode([32.0, 5.0]), out['distribution'])))\n"
+    )
+    environment = {**os.environ, "KERAS_BACKEND": "numpy"}
+    result = subprocess.run([sys.executable, "-c", script], env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert math.isfinite(float(result.stdout.strip().splitlines()[-1]))
+
+
+def test_the_jax_benchmark_trains_without_tensorflow():
+    """`bench/bench_train.py --backend jax` (the GPU benchmark) on CPU; it fails if TensorFlow is imported."""
+    command = [sys.executable, "bench/bench_train.py", "--backend", "jax", "--batch-size", "16",
+               "--samples", "64", "--epochs", "2"]
+    result = subprocess.run(command, cwd=REPO, env={**os.environ, "KERAS_BACKEND": "jax"},
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    batch, steps, _, samples_per_second, _ = result.stdout.strip().splitlines()[-1].split(maxsplit=4)
+    assert (int(batch), int(steps)) == (16, 4) and float(samples_per_second) > 0
+
+
+# ----------------------------------------------------------------------------- real runs
+
+
+@pytest.fixture(scope="module")
+def workspace(mirror, tmp_path_factory) -> Path:
+    """A private artifacts/cache folder holding a real 80-image UTKFace face cache."""
+    from c3ae_utils import datasets, faces
+
+    root = tmp_path_factory.mktemp("training")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
+    patch.setenv("C3AE_CACHE_DIR", str(root / "cache"))
+    table = datasets.load_metadata("utkface")
+    table["split"] = datasets.split(table, seed=0)
+    table = datasets.subsample(table[table["split"] != "test"], NUM_IMAGES, seed=0)
+    faces.build_cache(table, faces.cache_name("utkface", NUM_IMAGES), workers=1, progress=False)
+    yield root
+    patch.undo()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(workspace) -> training.Run:
+    return training.train(training.TrainConfig(run_name="whole", **BASE))
+
+
+def test_a_run_writes_its_folder(uninterrupted):
+    run = uninterrupted
+    for name in ("config.json", "history.csv", "best.keras", "last.keras", "metrics.json",
+                 "predictions.parquet", "resume.json"):
+        assert (run.path / name).is_file(), name
+    assert any((run.path / "tensorboard").rglob("*tfevents*"))
+    assert run.config.cache_name == "utkface-n80" and run.config.loss == "focal"
+    assert list(run.history["epoch"]) == list(range(1, EPOCHS + 1))
+    for column in ("loss", "val_loss", "age_mae", "val_age_mae", "distribution_expected_mae",
+                   "learning_rate", "seconds"):
+        assert np.isfinite(run.history[column]).all(), column
+    assert run.history["learning_rate"].is_monotonic_decreasing  # cosine schedule
+    assert run.history["loss"].iloc[-1] < run.history["loss"].iloc[0]
+    predictions = run.predictions()
+    assert {"path", "age", "predicted_age", "expected_age"} <= set(predictions.columns)
+    probabilities = predictions[[f"p{k:02d}" for k in range(12)]].to_numpy()
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(predictions["expected_age"], age_encoding.decode(probabilities), atol=1e-3)
+    metrics = run.metrics
+    assert metrics["val_samples"] == len(predictions) > 0 and metrics["epochs"] == EPOCHS
+    assert metrics["val_mae"] == pytest.approx(
+        np.mean(np.abs(predictions["predicted_age"] - predictions["age"])), rel=1e-5)
+    best_row = run.history.loc[run.history["val_age_mae"].idxmin()]
+    assert metrics["best_epoch"] == best_row["epoch"]
+    assert all(math.isfinite(metrics[key]) for key in ("val_mae", "val_expected_mae", "seconds"))
+    # best.keras reloads without custom_objects and reproduces the saved predictions.
+    model = training.load_run(run.name).load_model("best")
+    from c3ae_utils import faces
+
+    cache = faces.load_cache(run.config.cache_name)
+    val = (cache.table["split"] == "val").to_numpy()
+    ages = model.predict(cache.crops[val], verbose=0)["age"][:, 0]
+    np.testing.assert_allclose(ages, predictions["predicted_age"], atol=1e-3)
+
+
+def test_an_interrupted_run_resumes_to_the_same_result(uninterrupted):
+    settings = {**BASE, "run_name": "interrupted"}
+    with pytest.raises(training.SimulatedCrash):
+        training.train(training.TrainConfig(crash_after_epoch=2, **settings))
+    folder = training.run_dir("interrupted")
+    assert json.loads((folder / "resume.json").read_text())["epoch"] == 2
+    assert not (folder / "metrics.json").exists()
+    with pytest.raises(ValueError, match="resume=True"):
+        training.train(training.TrainConfig(**settings))
+    with pytest.raises(ValueError, match="settings differ"):
+        training.train(training.TrainConfig(resume=True, **{**settings, "learning_rate": 0.001}))
+    resumed = training.train(training.TrainConfig(resume=True, **settings))
+    # Same seed, same history (the first two epochs were trained fresh: seeded runs repeat),
+    # and after resuming the same third epoch, weights and metrics.
+    columns = [c for c in uninterrupted.history.columns if c != "seconds"]
+    pd.testing.assert_frame_equal(resumed.history[columns], uninterrupted.history[columns])
+    for ours, theirs in zip(resumed.load_model("last").get_weights(),
+                            uninterrupted.load_model("last").get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    for key in ("val_mae", "val_expected_mae", "best_epoch", "epochs"):
+        assert resumed.metrics[key] == uninterrupted.metrics[key], key
+    # A finished run asked to resume is returned as it is.
+    assert training.train(training.TrainConfig(resume=True, **settings)).metrics == resumed.metrics
+
+
+def test_the_command_line_trains_a_run(workspace):
+    command = [sys.executable, "-m", "c3ae_utils.train", "--dataset", "utkface", "--max-images",
+               str(NUM_IMAGES), "--loss", "kl", "--epochs", "1", "--batch-size", "16",
+               "--run-name", "from-cli", "--verbose", "2"]
+    result = subprocess.run(command, cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = training.load_run("from-cli")
+    assert str(run.path) in result.stdout
+    assert run.config.loss == "kl" and len(run.history) == 1
+    assert (run.path / "best.keras").is_file() and math.isfinite(run.metrics["val_mae"])
+    from c3ae_utils import cli
+
+    with pytest.raises(SystemExit) as exit_info:  # `c3ae train --help` reaches training.main
+        cli.main(["train", "--help"])
+    assert exit_info.value.code == 0

@@ -228,11 +228,15 @@ def build_c3ae(
         features = keras.layers.Concatenate(name="features")(features)
     else:
         features = features[0]
-    distribution = keras.layers.Dense(num_bins, activation="softmax", name="distribution")(features)
+    # Heads stay float32 under mixed precision: a float16 softmax and age regression lose precision.
+    distribution = keras.layers.Dense(
+        num_bins, activation="softmax", name="distribution", dtype="float32"
+    )(features)
     bins_init = not learn_w2 or w2_init == "bins"
     age = keras.layers.Dense(
         1,
         name="age",
+        dtype="float32",
         kernel_initializer=BinValues(bin_width) if bins_init else "glorot_uniform",
         bias_initializer="zeros",
         trainable=learn_w2,

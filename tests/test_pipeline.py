@@ -173,19 +173,49 @@ def test_the_three_scales_share_every_random_parameter(faces):
     np.testing.assert_array_equal(images[:, 2], images[:, 0])
 
 
-def test_rotation_transform_turns_a_face_by_a_quarter_turn_exactly(faces):
+def test_rotation_turns_every_scale_of_a_face_by_a_quarter_turn_exactly(faces):
     crops, _ = faces
-    image = tf.constant(crops[:1, 0].astype(np.float32))  # [1, 64, 64, 3]
-    transforms = pipeline.rotation_transforms(tf.constant([0.0, math.pi / 2]))
-    rotated = tf.raw_ops.ImageProjectiveTransformV3(
-        images=tf.concat([image, image], axis=0), transforms=transforms,
-        output_shape=tf.constant([64, 64]), fill_value=tf.constant(0.0),
-        interpolation="BILINEAR", fill_mode="CONSTANT",
+    rotated = pipeline.warp_crops(crops[:2], pipeline.rotation_matrices([0.0, math.pi / 2]))
+    np.testing.assert_array_equal(rotated[0], crops[0])
+    for scale in range(3):
+        quarter_turns = [np.rot90(crops[1, scale], k, axes=(0, 1)) for k in (1, -1)]
+        assert any(np.array_equal(rotated[1, scale], turned) for turned in quarter_turns)
+
+
+def test_opencv_rotation_matches_tensorflows_bilinear_resampling_within_one_grey_level(faces):
+    crops, _ = faces
+    angles = np.random.default_rng(5).uniform(-math.pi / 12, math.pi / 12, len(crops))
+    matrices = pipeline.rotation_matrices(angles)
+    ours = pipeline.warp_crops(crops, matrices).astype(int)
+    transforms = np.concatenate([matrices.reshape(-1, 6), np.zeros((len(angles), 2))], axis=1)
+    reference = tf.raw_ops.ImageProjectiveTransformV3(  # TensorFlow's op, as a second opinion
+        images=tf.reshape(tf.constant(crops, tf.float32), [-1, 64, 64, 3]),
+        transforms=tf.constant(np.repeat(transforms, 3, axis=0), tf.float32),
+        output_shape=tf.constant([64, 64]),
+        fill_value=tf.constant(0.0), interpolation="BILINEAR", fill_mode="CONSTANT",
     )
-    rotated = tf.round(rotated).numpy()  # as the pipeline does: cos(pi / 2) is only ~0 in float32
-    np.testing.assert_array_equal(rotated[0], crops[0, 0])
-    quarter_turns = [np.rot90(crops[0, 0], k, axes=(0, 1)) for k in (1, -1)]
-    assert any(np.array_equal(rotated[1], turned) for turned in quarter_turns)
+    reference = tf.reshape(tf.round(reference), crops.shape).numpy().astype(int)
+    difference = np.abs(ours - reference)
+    assert difference.max() <= 1
+    assert difference.mean() < 0.01
+    assert (ours != crops).mean() > 0.5, "the faces did turn"
+
+
+def test_erasing_fills_one_rectangle_of_the_drawn_size_with_uniform_noise(faces):
+    crops, ages = faces
+    erase_only = pipeline.Augmentation(
+        erase_probability=1.0, color_probability=0.0, rotation_probability=0.0, flip_probability=0.0
+    )
+    dataset = pipeline.make_dataset(crops, ages, training=False, batch_size=BATCH_SIZE, augment=erase_only)
+    images, _, _ = concatenated(dataset)
+    erased = (images != crops).any(axis=(1, 4))  # [n, 64, 64] pixels changed in some scale
+    rows, cols = erased.any(axis=2), erased.any(axis=1)
+    boxes = rows.sum(axis=1) * cols.sum(axis=1) / 64**2  # bounding box of the change, fraction
+    assert ((boxes > 0.04) & (boxes < 0.13)).all(), boxes.round(3)
+    inside = np.repeat(erased[:, None, :, :, None], 3, axis=1) & np.ones_like(images, dtype=bool)
+    noise = images[inside]
+    assert abs(noise.mean() - 127.5) < 4 and abs(noise.std() - 73.9) < 4  # uniform 0-255
+    np.testing.assert_array_equal(images[:, 1][erased], images[:, 0][erased])  # same noise per scale
 
 
 def test_the_same_seed_gives_the_same_batches_and_another_seed_does_not(faces):
@@ -312,3 +342,18 @@ def test_a_finite_dataset_draws_new_augmentation_every_pass(faces):
         crops, ages, training=False, batch_size=BATCH_SIZE, augment=only(color_probability=1.0)
     )
     np.testing.assert_array_equal(concatenated(again)[0], first)  # but the same seed repeats
+
+
+def test_contrast_and_brightness_follow_the_drawn_factors_on_every_scale(faces):
+    crops, _ = faces
+    color_only = pipeline.Augmentation(
+        erase_probability=0.0, color_probability=0.5, rotation_probability=0.0, flip_probability=0.0
+    )
+    seed = np.array([-7, 3])  # negative, as tf.data's random numbers can be
+    augmented = pipeline.augment_crops(crops, seed, color_only)
+    drawn = pipeline.draw(np.random.default_rng([-7 & 0xFFFFFFFFFFFFFFFF, 3]), len(crops), color_only)
+    alpha = np.where(drawn.color, drawn.alpha, 1.0)[:, None, None, None, None]
+    beta = np.where(drawn.color, drawn.beta, 0.0)[:, None, None, None, None]
+    expected = np.clip(np.rint(crops * alpha + beta), 0, 255)
+    assert augmented.dtype == np.uint8 and 0.3 < drawn.color.mean() < 0.7
+    np.testing.assert_array_equal(augmented, expected)

@@ -57,7 +57,6 @@ logger = logging.getLogger(__name__)
 NUM_SCALES = 3
 CROP_SIZE = 64
 CROP_SHAPE = (NUM_SCALES, CROP_SIZE, CROP_SIZE, 3)
-PIXEL_VALUES = CROP_SIZE * CROP_SIZE * 3  # values in one 64x64 RGB crop
 
 
 @dataclass(frozen=True)

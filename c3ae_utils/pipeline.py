@@ -9,13 +9,15 @@ one call:
 
     range(n) -> shuffle -> [repeat] -> batch -> (gather crops and labels, augment) -> prefetch
 
-The augmentation (`augment_crops`) is NumPy and OpenCV on the uint8 batch, called from
-the input graph through one `tf.numpy_function` per batch, and runs on the samples drawn for
-each transform only. A first version used TensorFlow ops throughout and was 2.3x slower
-(measured on this project's 2-core CPU: about 0.23 ms of CPU per sample against 0.1 ms):
-TensorFlow's resampling op (`ImageProjectiveTransformV3`) costs 4x the CPU of OpenCV's
-`warpAffine` and was half the time of a batch, partition/stitch copied the batch twice per
-transform, and each of some 30 small ops cost 10-20 us per batch (README, Benchmarks).
+The augmentation (`augment_rows`) runs once per batch, called from the input graph through
+one `tf.numpy_function`: NumPy draws the random parameters, then three calls do the work
+without holding Python's GIL, so tf.data's threads run in parallel: a compiled (Numba) loop
+gathers and flips the faces, one `cv2.remap` rotates every turned crop of the batch, and a
+second compiled loop erases and recolours (`augment_kernels`). Measured on this project's
+2-core CPU (README, Benchmarks): a TensorFlow-ops version cost about 0.23 ms of CPU per
+sample (`ImageProjectiveTransformV3` alone was 4x OpenCV's resampling); a NumPy/OpenCV
+version made some 70 small calls per batch, each of which handed the GIL to the other
+thread and back, and two threads ran no faster than one.
 
 Augmentation follows the reference implementation's set (random erasing, contrast and
 brightness, rotation up to 15 degrees, horizontal flip) and applies the SAME random
@@ -51,6 +53,7 @@ import tensorflow as tf
 from numpy.typing import ArrayLike
 
 from c3ae_utils import age_encoding
+from c3ae_utils import augment_kernels as kernels
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +154,7 @@ def make_dataset(
     repeat: bool = False,
     shuffle_buffer: int | None = None,
 ) -> tf.data.Dataset:
-    """Batches `(crops float32 [b, 3, 64, 64, 3], {"age": float32 [b, 1], "distribution": float32 [b, 12]})`.
+    """Batches `(crops uint8 [b, 3, 64, 64, 3], {"age": float32 [b, 1], "distribution": float32 [b, 12]})`.
 
     crops: uint8 `[n, 3, 64, 64, 3]`, RGB, scales outer/middle/inner; ages: `[n]` years.
     training: shuffle (reshuffled every pass) and augment; otherwise keep order, no augmentation.
@@ -160,7 +163,10 @@ def make_dataset(
         e.g. to display augmented faces in order).
     repeat: loop forever (use with `steps_per_epoch`); batches then run across epoch borders.
     shuffle_buffer: defaults to `n` (a perfect shuffle; only indices are buffered, so it is cheap).
-    Pixel values stay raw 0-255 (white norm, if any, happens inside the model).
+    Pixel values stay raw 0-255 uint8: Keras casts a model's inputs to its float32 `Input`
+    (white norm, if any, happens inside the model), so the cast runs inside the training
+    step (on the GPU when there is one), and batches in flight take a quarter of the memory.
+    Casting in the pipeline cost about a quarter of its CPU time here (measured).
     """
     crops, age_values = validate_inputs(crops, ages)
     if not isinstance(batch_size, int | np.integer) or batch_size <= 0:
@@ -194,7 +200,7 @@ def make_dataset(
     def load_batch(epoch_seed: tf.Tensor, numbered: tuple[tf.Tensor, tf.Tensor]):
         step, batch_indices = numbered
         if augmentation is None:
-            images = tf.cast(tf.gather(crops_tensor, batch_indices), tf.float32)
+            images = tf.gather(crops_tensor, batch_indices)
         else:
             images = augment_batch(crops, batch_indices, tf.stack([epoch_seed, step]), augmentation)
         labels = {
@@ -256,20 +262,21 @@ def _resolve_augmentation(
 def augment_batch(
     crops: np.ndarray, indices: tf.Tensor, seed: tf.Tensor, augmentation: Augmentation
 ) -> tf.Tensor:
-    """The augmented batch float32 `[b, 3, 64, 64, 3]` (0-255) of rows `indices` int64 `[b]` of uint8 `crops`.
+    """The augmented batch uint8 `[b, 3, 64, 64, 3]` of rows `indices` int64 `[b]` of uint8 `crops`.
 
     seed: int64 `[2]` (a random number per pass, the batch number). One `tf.numpy_function`
-    call per batch: NumPy gathers the rows (`tf.gather` cost about 14 us per face here) and
-    `augment_crops` transforms them.
+    call per batch: `augment_rows` gathers the rows (`tf.gather` cost about 14 us per face here)
+    and transforms them.
     """
 
+    faces = _as_rows(crops)  # a view of the caller's array when it is C-contiguous
+
     def gather_and_augment(rows: np.ndarray, batch_seed: np.ndarray) -> np.ndarray:
-        return augment_crops(crops[rows], batch_seed, augmentation)
+        return augment_rows(faces, rows, batch_seed, augmentation)
 
     augmented = tf.numpy_function(gather_and_augment, [indices, seed], tf.uint8, stateful=False)
     augmented.set_shape([None, *CROP_SHAPE])
-    # Cast here, not in NumPy: handing TensorFlow uint8 cost less CPU than float32 (measured).
-    return tf.cast(augmented, tf.float32)
+    return augmented
 
 
 @dataclass(frozen=True)
@@ -315,49 +322,82 @@ def augment_crops(crops: np.ndarray, seed: ArrayLike, augmentation: Augmentation
 
     seed: integers seeding NumPy's generator (the pipeline passes (a random number per pass,
     batch number)). Each transform hits the samples drawn for it, in that order, and the
-    three scales of a sample always share its parameters (and erasing noise). Work is grouped
-    per transform, not per sample: Python holds the GIL between OpenCV calls, and tf.data
-    runs several batches at once.
+    three scales of a sample always share its parameters (and erasing noise).
+    """
+    crops = _as_rows(crops)
+    return augment_rows(crops, np.arange(len(crops)), seed, augmentation)
+
+
+def augment_rows(
+    rows_of: np.ndarray, rows: np.ndarray, seed: ArrayLike, augmentation: Augmentation
+) -> np.ndarray:
+    """`augment_crops` of the faces `rows` int `[b]` of uint8 `rows_of` `[n, 36864]` (flattened crops).
+
+    Gathering is part of the first compiled loop, so the pipeline never copies the batch
+    before augmenting it. Returns uint8 `[b, 3, 64, 64, 3]`.
     """
     rng = np.random.default_rng(_seed_words(seed))
-    parameters = draw(rng, len(crops), augmentation)
-    out = crops.copy()
-    _flip(out, np.flatnonzero(parameters.flip))
+    parameters = draw(rng, len(rows), augmentation)
+    noise, noise_end = _erase_noise(rng, parameters)
+    out = np.empty((len(rows), kernels.FACE_BYTES), np.uint8)
+    kernels.gather_and_flip(rows_of, np.asarray(rows, np.int64), parameters.flip, out)
     turned = np.flatnonzero(parameters.rotate)
-    out[turned] = warp_crops(out[turned], rotation_matrices(parameters.angles[turned]))
-    _erase(out, np.flatnonzero(parameters.erase), parameters.boxes, rng)
-    _recolor(out, np.flatnonzero(parameters.color), parameters.alpha, parameters.beta)
-    return out
+    rotated = _rotate(out, turned, rotation_matrices(parameters.angles[turned]))
+    kernels.finish(out, turned, rotated, parameters.erase, parameters.boxes, noise, noise_end,
+                   parameters.color, _color_tables(parameters))
+    return out.reshape(-1, *CROP_SHAPE)
 
 
-def _flip(crops: np.ndarray, samples: np.ndarray) -> None:
-    """Mirror left-right, in place, the crops `[3, 64, 64, 3]` of `samples` of uint8 `[b, 3, 64, 64, 3]`."""
-    if len(samples):
-        # One OpenCV call on all their rows stacked (a mirror acts row by row); NumPy's
-        # reversed copy of 3-byte pixels was 10x slower.
-        rows = crops[samples].reshape(-1, CROP_SIZE, 3)
-        crops[samples] = cv2.flip(rows, 1).reshape(-1, *CROP_SHAPE)
+def _as_rows(crops: np.ndarray) -> np.ndarray:
+    """uint8 crops `[n, 3, 64, 64, 3]` as C-contiguous rows `[n, 36864]` (a view when possible)."""
+    crops = np.asarray(crops)
+    if crops.dtype != np.uint8 or crops.shape[1:] != CROP_SHAPE:
+        raise ValueError(f"crops must be uint8 [n, {', '.join(map(str, CROP_SHAPE))}]; "
+                         f"got {crops.dtype} {list(crops.shape)}.")
+    return np.ascontiguousarray(crops).reshape(len(crops), -1)
 
 
-def _erase(crops: np.ndarray, samples: np.ndarray, boxes: np.ndarray, rng: np.random.Generator) -> None:
-    """Fill the box `[4]` (top, left, bottom, right) of each of `samples` with uniform noise, in place.
+def _rotate(faces: np.ndarray, turned: np.ndarray, matrices: np.ndarray) -> np.ndarray:
+    """The faces `turned` of uint8 `faces` `[b, 36864]` resampled by `matrices` `[k, 2, 3]`.
 
-    One noise patch per sample, the same in its three scales.
+    Returns uint8 `[k * 3 * 64, 64, 4]` (RGBA crops stacked). Bilinear `cv2.remap` on all
+    of them at once (84 faces per call at most, see `augment_kernels.FACES_PER_REMAP`);
+    it agrees with OpenCV's `warpAffine`, the reference's rotation, within one grey level.
     """
-    noise = rng.integers(0, 256, (len(samples), CROP_SIZE, CROP_SIZE, 3), dtype=np.uint8)
-    for patch, sample in zip(noise, samples, strict=True):
-        top, left, bottom, right = boxes[sample]
-        crops[sample, :, top:bottom, left:right] = patch[: bottom - top, : right - left]
+    turned = np.asarray(turned, np.int64)
+    parts = []
+    for start in range(0, len(turned), kernels.FACES_PER_REMAP):
+        chunk = slice(start, start + kernels.FACES_PER_REMAP)
+        crops = len(turned[chunk]) * NUM_SCALES
+        padded = np.empty((crops, kernels.PADDED_ROWS, CROP_SIZE, 4), np.uint8)
+        map_x = np.empty((crops * CROP_SIZE, CROP_SIZE), np.float32)
+        map_y = np.empty_like(map_x)
+        kernels.rotation_inputs(faces, turned[chunk], matrices[chunk], padded, map_x, map_y)
+        # RGBA because OpenCV resamples 4-channel pixels about 1.5x faster than 3-channel ones.
+        parts.append(cv2.remap(padded.reshape(-1, CROP_SIZE, 4), map_x, map_y, cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_CONSTANT, borderValue=0))
+    if not parts:
+        return np.empty((0, CROP_SIZE, 4), np.uint8)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def _recolor(crops: np.ndarray, samples: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> None:
-    """`clip(round(alpha * x + beta), 0, 255)` per sample of `samples`, in place, by lookup table."""
-    levels = np.arange(256) * alpha[samples, None] + beta[samples, None]  # [k, 256]
-    tables = np.clip(np.rint(levels), 0, 255).astype(np.uint8)
-    for table, sample in zip(tables, samples, strict=True):
-        # The three scales as one tall image: one OpenCV call per sample.
-        tall = crops[sample].reshape(-1, CROP_SIZE, 3)
-        cv2.LUT(tall, table, dst=tall)
+def _erase_noise(rng: np.random.Generator, parameters: Draw) -> tuple[np.ndarray, np.ndarray]:
+    """Uniform 0-255 noise for every erased box, from one `rng.bytes` call.
+
+    Returns (uint8 `[total]`, int64 `[b]` where each sample's noise ends). Sized to the boxes:
+    a full 64x64 patch per sample cost 10x the bytes.
+    """
+    boxes = parameters.boxes
+    sizes = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * 3 * parameters.erase
+    ends = np.cumsum(sizes).astype(np.int64)
+    total = int(ends[-1]) if len(ends) else 0
+    return np.frombuffer(rng.bytes(total), np.uint8), ends
+
+
+def _color_tables(parameters: Draw) -> np.ndarray:
+    """uint8 `[b, 256]`: `clip(round(alpha * level + beta), 0, 255)` for each sample."""
+    levels = np.arange(256) * parameters.alpha[:, None] + parameters.beta[:, None]
+    return np.clip(np.rint(levels), 0, 255).astype(np.uint8)
 
 
 def _seed_words(seed: ArrayLike) -> list[int]:
@@ -382,15 +422,19 @@ def rotation_matrices(angles: ArrayLike, size: int = CROP_SIZE) -> np.ndarray:
 def warp_crops(crops: np.ndarray, matrices: np.ndarray) -> np.ndarray:
     """Resample uint8 crops `[k, 3, 64, 64, 3]` with one affine map `[k, 2, 3]` per sample (all its scales).
 
-    matrices: output pixel -> input pixel, as made by `rotation_matrices`. Bilinear (OpenCV's
-    `warpAffine`, as in the reference); pixels falling outside the crop are black. Returns a
-    new uint8 array of the same shape.
+    matrices: output pixel -> input pixel, as made by `rotation_matrices`. Bilinear (as
+    OpenCV's `warpAffine` in the reference); pixels falling outside the crop are black.
+    Returns a new uint8 array of the same shape. The augmentation's own code path.
     """
-    out = np.empty_like(crops)
-    size = (crops.shape[3], crops.shape[2])  # OpenCV wants (width, height)
-    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP  # the maps already go output -> input
-    for sample, matrix in enumerate(matrices):
-        for scale in range(crops.shape[1]):
-            cv2.warpAffine(crops[sample, scale], matrix, size, dst=out[sample, scale], flags=flags,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return out
+    faces = _as_rows(crops)
+    matrices = np.asarray(matrices, np.float64).reshape(-1, 2, 3)
+    if len(matrices) != len(faces):
+        raise ValueError(f"Need one matrix per sample: {len(faces)} samples, {len(matrices)} matrices.")
+    everyone = np.arange(len(faces))
+    rotated = _rotate(faces, everyone, matrices)
+    out = faces.copy()
+    nothing = np.zeros(len(faces), bool)
+    no_noise = np.frombuffer(b"", np.uint8)  # read-only like `_erase_noise`'s: one compiled variant
+    kernels.finish(out, everyone, rotated, nothing, np.zeros((len(faces), 4), np.int64), no_noise,
+                   np.zeros(len(faces), np.int64), nothing, np.zeros((len(faces), 256), np.uint8))
+    return out.reshape(crops.shape)

@@ -20,7 +20,8 @@ Everything runs in one process, on the same real UTKFace images:
   in-memory `fit`, the input is not the bottleneck.
 
 The pipeline starts from the face cache's crops (uint8, decoded once), the generator from
-JPEG bytes; that difference is the point of the cache. Here both use the same three centred
+JPEG bytes; that difference is the point of the cache. Both hand out uint8 batches (Keras
+casts them to the model's float32 input). Each row is the median of `--repeats` timed runs. Here both use the same three centred
 boxes of each 200x200 UTKFace image (outer 100%, middle 75%, inner 50%) instead of
 MTCNN boxes, which does not change the cost. Targets (issue 4): pipeline >= 3x what a CPU
 training step consumes and >= 5x the reference generator. Timings on a shared machine are
@@ -179,20 +180,26 @@ def reference_generator(encoded: list[bytes], ages: np.ndarray, batch_size: int)
 Measurement = tuple[float, float]  # (samples per second of wall time, CPU milliseconds per sample)
 
 
+REPEATS = 3  # each row is the median of this many timed runs (set by --repeats)
+
+
 def measure(next_batch: Callable[[], object], batches: int, batch_size: int, warmup: int) -> Measurement:
-    """Throughput of calling `next_batch` `batches` times after `warmup` untimed calls.
+    """Median throughput over `REPEATS` runs of `batches` calls to `next_batch`, after `warmup` calls.
 
     CPU time (all threads of this process) per sample depends much less on what else runs
-    on the machine than wall time does.
+    on the machine than wall time does. The median run by samples/s is reported, with its CPU.
     """
     for _ in range(warmup):
         next_batch()
-    wall, cpu = time.perf_counter(), time.process_time()
-    for _ in range(batches):
-        next_batch()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    samples = batches * batch_size
-    return samples / wall, 1000.0 * cpu / samples
+    runs = []
+    for _ in range(REPEATS):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(batches):
+            next_batch()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        samples = batches * batch_size
+        runs.append((samples / wall, 1000.0 * cpu / samples))
+    return sorted(runs)[len(runs) // 2]
 
 
 def measure_fit(model, dataset, steps: int, batch_size: int) -> Measurement:
@@ -245,7 +252,7 @@ def run(images: int, batch_size: int, batches: int, train_steps: int, seed: int)
     rows.append((GENERATOR, *measure(lambda: next(generator), generator_batches, batch_size, 2)))
 
     model = build_model()
-    x = tf.constant(crops[:batch_size].astype(np.float32))
+    x = tf.constant(crops[:batch_size])  # uint8, as the pipeline delivers (the model casts)
     y = {
         "age": tf.constant(ages[:batch_size, None]),
         "distribution": tf.constant(age_encoding.encode(ages[:batch_size])),
@@ -271,7 +278,9 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200, help="timed pipeline batches")
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs per row (median kept)")
     args = parser.parse_args()
+    globals()["REPEATS"] = max(1, args.repeats)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import tensorflow as tf
 

@@ -181,25 +181,58 @@ Measurement = tuple[float, float]  # (samples per second of wall time, CPU milli
 
 
 REPEATS = 3  # each row is the median of this many timed runs (set by --repeats)
+ROUNDS = 5  # paired pipeline/generator rounds for the headline ratio (set by --rounds)
+
+
+def timed(next_batch: Callable[[], object], batches: int, batch_size: int) -> Measurement:
+    """Throughput of calling `next_batch` `batches` times.
+
+    CPU time (all threads of this process) per sample depends much less on what else runs
+    on the machine than wall time does.
+    """
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(batches):
+        next_batch()
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    samples = batches * batch_size
+    return samples / wall, 1000.0 * cpu / samples
+
+
+def median(runs: list[Measurement]) -> Measurement:
+    """The run with the median samples/s (with its own CPU time)."""
+    return sorted(runs)[len(runs) // 2]
 
 
 def measure(next_batch: Callable[[], object], batches: int, batch_size: int, warmup: int) -> Measurement:
-    """Median throughput over `REPEATS` runs of `batches` calls to `next_batch`, after `warmup` calls.
-
-    CPU time (all threads of this process) per sample depends much less on what else runs
-    on the machine than wall time does. The median run by samples/s is reported, with its CPU.
-    """
+    """Median over `REPEATS` timed runs of `batches` calls to `next_batch`, after `warmup` calls."""
     for _ in range(warmup):
         next_batch()
-    runs = []
-    for _ in range(REPEATS):
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(batches):
-            next_batch()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        samples = batches * batch_size
-        runs.append((samples / wall, 1000.0 * cpu / samples))
-    return sorted(runs)[len(runs) // 2]
+    return median([timed(next_batch, batches, batch_size) for _ in range(REPEATS)])
+
+
+def paired(
+    new_pipeline: Callable[[], Iterator], generator_batch: Callable[[], object],
+    batches: int, generator_batches: int, batch_size: int, warmup: int,
+) -> tuple[Measurement, Measurement, list[float]]:
+    """Pipeline and generator timed in alternation, `ROUNDS` times; (median, median, ratio per round).
+
+    On a shared machine the speed drifts over seconds; a ratio of two runs taken back to back
+    drifts much less than two rows measured a minute apart. Each round makes a new pipeline
+    iterator and deletes it before the generator's turn, so that no tf.data thread keeps
+    prefetching while the generator is timed.
+    """
+    for _ in range(2):
+        generator_batch()
+    pipeline_runs, generator_runs = [], []
+    for _ in range(ROUNDS):
+        batches_iterator = new_pipeline()
+        for _ in range(warmup):
+            next(batches_iterator)
+        pipeline_runs.append(timed(batches_iterator.__next__, batches, batch_size))
+        del batches_iterator
+        generator_runs.append(timed(generator_batch, generator_batches, batch_size))
+    ratios = [mine[0] / theirs[0] for mine, theirs in zip(pipeline_runs, generator_runs, strict=True)]
+    return median(pipeline_runs), median(generator_runs), ratios
 
 
 def measure_fit(model, dataset, steps: int, batch_size: int) -> Measurement:
@@ -217,8 +250,10 @@ def build_model():
     return training.compile_model(network.build_c3ae(), loss="kl")
 
 
-def run(images: int, batch_size: int, batches: int, train_steps: int, seed: int) -> pd.DataFrame:
-    """Measure every row of the table; returns it with ratios to the training step."""
+def run(
+    images: int, batch_size: int, batches: int, train_steps: int, seed: int
+) -> tuple[pd.DataFrame, list[float]]:
+    """Measure every row of the table; returns it (with ratios) and the paired pipeline/generator ratios."""
     import tensorflow as tf
 
     from c3ae_utils import pipeline
@@ -243,13 +278,15 @@ def run(images: int, batch_size: int, batches: int, train_steps: int, seed: int)
         )
         rows.append((name, *measure(lambda: next(batches_iterator), batches, batch_size, warmup)))
 
-    pipeline_row(PIPELINE)
+    default = pipeline.make_dataset(crops, ages, training=True, batch_size=batch_size, seed=seed, repeat=True)
+    generator = reference_generator(encoded, ages, batch_size)
+    generator_batches = max(10, batches // 4)  # it is slow: fewer batches give the same precision
+    mine, theirs, ratios = paired(lambda: iter(default), lambda: next(generator), batches,
+                                  generator_batches, batch_size, warmup)
+    rows += [(PIPELINE, *mine), (GENERATOR, *theirs)]
     pipeline_row("pipeline, augmentation without rotation",
                  augment=pipeline.Augmentation(rotation_probability=0.0))
     pipeline_row("pipeline, no augmentation", augment=False)
-    generator = reference_generator(encoded, ages, batch_size)
-    generator_batches = max(10, batches // 4)  # it is slow: fewer batches give the same precision
-    rows.append((GENERATOR, *measure(lambda: next(generator), generator_batches, batch_size, 2)))
 
     model = build_model()
     x = tf.constant(crops[:batch_size])  # uint8, as the pipeline delivers (the model casts)
@@ -268,7 +305,7 @@ def run(images: int, batch_size: int, batches: int, train_steps: int, seed: int)
     table["x training step"] = table["samples/s"] / table.loc[TRAIN_STEP, "samples/s"]
     table["x reference generator"] = table["samples/s"] / table.loc[GENERATOR, "samples/s"]
     table["CPU x reference generator"] = table.loc[GENERATOR, "CPU ms/sample"] / table["CPU ms/sample"]
-    return table
+    return table, ratios
 
 
 def main() -> None:
@@ -279,13 +316,14 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=100, help="timed training steps")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs per row (median kept)")
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="paired pipeline/generator rounds")
     args = parser.parse_args()
-    globals()["REPEATS"] = max(1, args.repeats)
+    globals().update(REPEATS=max(1, args.repeats), ROUNDS=max(1, args.rounds))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import tensorflow as tf
 
     load_before = os.getloadavg()
-    table = run(args.images, args.batch_size, args.batches, args.train_steps, args.seed)
+    table, ratios = run(args.images, args.batch_size, args.batches, args.train_steps, args.seed)
     load_after = os.getloadavg()
     print(f"\nMachine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"TensorFlow {tf.__version__}; {args.images} UTKFace images, batch {args.batch_size}; "
@@ -295,6 +333,8 @@ def main() -> None:
     print(f"\nTargets: pipeline / training step = {row['x training step']:.1f} (>= 3); "
           f"pipeline / reference generator = {row['x reference generator']:.1f} (>= 5) in wall "
           f"time, {row['CPU x reference generator']:.1f} in CPU time per sample.")
+    print(f"Pipeline / generator in {len(ratios)} paired rounds: median {np.median(ratios):.1f}, "
+          f"min {min(ratios):.1f}, max {max(ratios):.1f} ({', '.join(f'{r:.1f}' for r in ratios)}).")
 
 
 if __name__ == "__main__":

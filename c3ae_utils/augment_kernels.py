@@ -92,18 +92,8 @@ def rotation_inputs(
 
 
 @numba.njit(nogil=True, cache=True)
-def finish(
-    out: np.ndarray, turned: np.ndarray, rotated: np.ndarray,
-    erase: np.ndarray, boxes: np.ndarray, noise: np.ndarray, noise_end: np.ndarray,
-    color: np.ndarray, tables: np.ndarray,
-) -> None:
-    """Write the rotated faces back, erase, recolour: in place on uint8 `out` `[b, 36864]`.
-
-    rotated: uint8 `[k * 3 * 64, 64, 4]` from `cv2.remap`, faces `turned` in order. boxes:
-    `[b, 4]` (top, left, bottom, right); the noise of sample i is `noise[noise_end[i] - h*w*3:
-    noise_end[i]]` as `[h, w, 3]`, the same in its three scales. tables: uint8 `[b, 256]`,
-    applied where color[i].
-    """
+def put_rotated(out: np.ndarray, turned: np.ndarray, rotated: np.ndarray) -> None:
+    """Write the RGB of `rotated` uint8 `[k * 3 * 64, 64, 4]` (`cv2.remap`'s output) into rows `turned` of `out`."""
     for j in range(turned.shape[0]):
         target = out[turned[j]]
         for s in range(SCALES):
@@ -113,6 +103,19 @@ def finish(
                     at = ((s * SIZE + y) * SIZE + x) * CHANNELS
                     for c in range(CHANNELS):
                         target[at + c] = rotated[first + y, x, c]
+
+
+@numba.njit(nogil=True, cache=True)
+def erase_and_recolor(
+    out: np.ndarray, erase: np.ndarray, boxes: np.ndarray, noise: np.ndarray, noise_end: np.ndarray,
+    color: np.ndarray, tables: np.ndarray,
+) -> None:
+    """Erase, then recolour, in place on uint8 `out` `[b, 36864]`.
+
+    boxes: `[b, 4]` (top, left, bottom, right); the noise of sample i is `noise[noise_end[i] -
+    h*w*3: noise_end[i]]` as `[h, w, 3]`, the same in its three scales. tables: uint8
+    `[b, 256]`, applied where color[i].
+    """
     for i in range(out.shape[0]):
         target = out[i]
         if erase[i]:
@@ -130,3 +133,13 @@ def finish(
             for j in range(FACE_BYTES):
                 target[j] = table[target[j]]
 
+
+@numba.njit(nogil=True, cache=True)
+def finish(
+    out: np.ndarray, turned: np.ndarray, rotated: np.ndarray,
+    erase: np.ndarray, boxes: np.ndarray, noise: np.ndarray, noise_end: np.ndarray,
+    color: np.ndarray, tables: np.ndarray,
+) -> None:
+    """`put_rotated`, then `erase_and_recolor`: the rest of a batch in one call without the GIL."""
+    put_rotated(out, turned, rotated)
+    erase_and_recolor(out, erase, boxes, noise, noise_end, color, tables)

@@ -324,8 +324,8 @@ def augment_crops(crops: np.ndarray, seed: ArrayLike, augmentation: Augmentation
     batch number)). Each transform hits the samples drawn for it, in that order, and the
     three scales of a sample always share its parameters (and erasing noise).
     """
-    crops = _as_rows(crops)
-    return augment_rows(crops, np.arange(len(crops)), seed, augmentation)
+    faces = _as_rows(crops)
+    return augment_rows(faces, np.arange(len(faces)), seed, augmentation)
 
 
 def augment_rows(
@@ -432,9 +432,6 @@ def warp_crops(crops: np.ndarray, matrices: np.ndarray) -> np.ndarray:
         raise ValueError(f"Need one matrix per sample: {len(faces)} samples, {len(matrices)} matrices.")
     everyone = np.arange(len(faces))
     rotated = _rotate(faces, everyone, matrices)
-    out = faces.copy()
-    nothing = np.zeros(len(faces), bool)
-    no_noise = np.frombuffer(b"", np.uint8)  # read-only like `_erase_noise`'s: one compiled variant
-    kernels.finish(out, everyone, rotated, nothing, np.zeros((len(faces), 4), np.int64), no_noise,
-                   np.zeros(len(faces), np.int64), nothing, np.zeros((len(faces), 256), np.uint8))
+    out = np.empty_like(faces)
+    kernels.put_rotated(out, everyone, rotated)
     return out.reshape(crops.shape)

@@ -21,11 +21,12 @@ Everything runs in one process, on the same real UTKFace images:
 
 The pipeline starts from the face cache's crops (uint8, decoded once), the generator from
 JPEG bytes; that difference is the point of the cache. Both hand out uint8 batches (Keras
-casts them to the model's float32 input). Each row is the median of `--repeats` timed runs. Here both use the same three centred
-boxes of each 200x200 UTKFace image (outer 100%, middle 75%, inner 50%) instead of
-MTCNN boxes, which does not change the cost. Targets (issue 4): pipeline >= 3x what a CPU
-training step consumes and >= 5x the reference generator. Timings on a shared machine are
-noisy: the load average is printed before and after.
+casts them to the model's float32 input). Here both use the same three centred boxes of
+each 200x200 UTKFace image (outer 100%, middle 75%, inner 50%) instead of MTCNN boxes,
+which does not change the cost. Each row is the median of `--repeats` timed runs; the
+pipeline and the generator are timed in `--rounds` alternating pairs (see `paired`).
+Targets (issue 4): pipeline >= 3x what a CPU training step consumes and >= 5x the reference
+generator. Timings on a shared machine are noisy: the load average is printed before and after.
 """
 
 from __future__ import annotations

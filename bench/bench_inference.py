@@ -24,17 +24,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from c3ae_utils import inference
+from c3ae_utils import inference, network
 
 
 def load_bench_model(weights: str):
-    """The model to time: `fresh` builds one (SE, white norm), anything else goes to from_weights."""
-    from c3ae_utils import network
-
+    """The model to time: `fresh` builds one (SE, white norm), anything else goes to network.load_model."""
     if weights == "fresh":
         return network.build_c3ae(), "build_c3ae() (fresh weights)"
-    path = inference.resolve_weights(None if weights == "reference" else weights)
-    return inference.load_model(path), path.name
+    path = network.resolve_weights(None if weights == "reference" else weights)
+    return network.load_model(path), path.name
 
 
 def model_sizes(model, folder: Path) -> dict[str, float]:
@@ -42,7 +40,7 @@ def model_sizes(model, folder: Path) -> dict[str, float]:
     keras_file = folder / "c3ae.keras"
     model.save(keras_file)
     sizes = {"keras (.keras)": keras_file.stat().st_size / 1e6}
-    reference = inference.paths.raw_dir() / "reference" / inference.REFERENCE_WEIGHTS
+    reference = network.reference_weights_path()
     if reference.is_file():
         sizes["reference .h5 (with optimizer state)"] = reference.stat().st_size / 1e6
     return sizes
@@ -64,7 +62,8 @@ def side_by_side(rows: list[dict], batch_sizes: tuple[int, int]) -> pd.DataFrame
     )
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--weights", default="reference", help="'reference', 'fresh', a run or a file"
@@ -75,7 +74,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=100, help="timed calls at batch 1")
     parser.add_argument("--large-batch", type=int, default=256)
     parser.add_argument("--max-seconds", type=float, default=3.0, help="time budget per case")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
 

@@ -309,7 +309,8 @@ def run(
     return table, ratios
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=2000, help="real UTKFace images to use")
     parser.add_argument("--batch-size", type=int, default=32)
@@ -318,7 +319,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--repeats", type=int, default=REPEATS, help="timed runs per row (median kept)")
     parser.add_argument("--rounds", type=int, default=ROUNDS, help="paired pipeline/generator rounds")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     globals().update(REPEATS=max(1, args.repeats), ROUNDS=max(1, args.rounds))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     import tensorflow as tf

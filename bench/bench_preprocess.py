@@ -70,13 +70,18 @@ def builder(table, workers: int | None) -> tuple[float, set[str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000, help="images for the cache builder")
     parser.add_argument("--baseline-images", type=int, default=300, help="images for the baseline loop")
     parser.add_argument("--workers", type=int, default=None, help="builder processes (default: every core)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     table = datasets.subsample(datasets.load_metadata("utkface"), args.images, seed=args.seed)
     shared = table["path"].tolist()[: args.baseline_images]
     print(f"UTKFace subsample: {len(table)} images; {os.cpu_count()} CPUs; load average "

@@ -26,7 +26,8 @@ import sys
 import time
 
 
-def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", choices=("tensorflow", "jax"), default="tensorflow")
     parser.add_argument("--batch-size", type=int, nargs="+", default=None,
@@ -40,7 +41,12 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache", default=None, help="face-cache name for real crops (TensorFlow path)")
     parser.add_argument("--npz", default=None, help="NumPy file with crops and ages (either path)")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options of this run."""
+    return build_parser().parse_args(argv)
 
 
 def load_arrays(arguments: argparse.Namespace):

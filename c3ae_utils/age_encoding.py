@@ -42,6 +42,22 @@ def max_age(num_bins: int = NUM_BINS, bin_width: float = BIN_WIDTH) -> float:
     return float((num_bins - 1) * bin_width)
 
 
+LAST_DECADE = 9  # decade index of the oldest group: 90 years and over ("90+")
+
+
+def decade(ages: ArrayLike, last: int = LAST_DECADE) -> np.ndarray:
+    """Age decade of each age, int64 `[n]`: 0 for 0-9 years, 1 for 10-19, ..., `last` for
+    `10 * last` years and older (negative ages count as 0). Used to stratify splits, group
+    errors and lay out face grids, so every part of the course means the same by "decade"."""
+    values = np.asarray(ages, dtype=np.float64).reshape(-1)
+    return np.minimum(np.floor(np.maximum(values, 0) / 10), last).astype(np.int64)
+
+
+def decade_labels(last: int = LAST_DECADE) -> list[str]:
+    """Labels of `decade`'s indices: "0-9", "10-19", ..., f"{10 * last}+"."""
+    return [f"{10 * k}-{10 * k + 9}" for k in range(last)] + [f"{10 * last}+"]
+
+
 def _validated_ages(ages: ArrayLike) -> np.ndarray:
     """Ages as float64 `[n]`; raises ValueError for NaN, infinite or negative ages."""
     values = np.asarray(ages, dtype=np.float64).reshape(-1)

@@ -15,9 +15,34 @@ import sys
 import time
 from pathlib import Path
 
-from c3ae_utils import paths, runtime
+import papermill
+
+from c3ae_utils import paths
 
 logger = logging.getLogger(__name__)
+
+# Papermill parameters of the two course profiles. "full" is every notebook's default;
+# "quick" is what CI and `make run-all PROFILE=quick` use: the same code on a few hundred
+# real images.
+PROFILES: dict[str, dict[str, object]] = {
+    "full": {"PROFILE": "full"},
+    "quick": {
+        "PROFILE": "quick",
+        "MAX_IMAGES": 400,
+        "EPOCHS": 2,
+        "BATCH_SIZE": 32,
+        "NUM_FOLDS": 2,
+        "NUM_SEEDS": 1,
+        "MAX_FRAMES": 60,  # notebook 07: video frames read from the demo clip
+    },
+}
+
+
+def profile_parameters(profile: str) -> dict[str, object]:
+    """Papermill parameters for `profile` ("quick" or "full")."""
+    if profile not in PROFILES:
+        raise ValueError(f"Unknown profile {profile!r}; choose one of {sorted(PROFILES)}.")
+    return dict(PROFILES[profile])
 
 
 def notebooks_dir() -> Path:
@@ -43,9 +68,7 @@ def find_notebook(prefix: str) -> Path:
 
 def run_notebook(notebook: Path, profile: str = "quick", **overrides: object) -> Path:
     """Execute one notebook with the profile's parameters; return the executed copy's path."""
-    import papermill
-
-    parameters = runtime.profile_parameters(profile)
+    parameters = profile_parameters(profile)
     parameters.update(overrides)
     output_dir = paths.ensure_dir(paths.artifacts_dir() / "notebooks")
     output = output_dir / notebook.name
@@ -76,12 +99,17 @@ def run_all(profile: str = "quick", upto: str | None = None) -> list[Path]:
     return executed
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
+    parser.add_argument("--upto", default=None, help="stop after the notebook with this prefix")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="full", choices=sorted(runtime.PROFILES))
-    parser.add_argument("--upto", default=None, help="stop after the notebook with this prefix")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     run_all(args.profile, args.upto)
     return 0

@@ -31,27 +31,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
-from c3ae_utils import age_encoding, paths
+from c3ae_utils import age_encoding, datasets, network, paths, training
+from c3ae_utils.faces import cache as face_cache
 
 logger = logging.getLogger(__name__)
 
 THETAS: tuple[int, ...] = tuple(range(11))  # CS(theta) for theta = 0..10 years
-DECADE_WIDTH = 10
-LAST_DECADE = 90  # ages >= 90 form one group "90+"
 POSE_EDGES: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 45.0)  # |angle| groups, degrees
-SPLITS = ("train", "val", "test", "all")
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
-REFERENCE_WEIGHTS = {
-    "reference v84 (focal, no SE)": "imdb_focal_loss_c3ae_v84.h5",
-    "reference v89 (focal, SE)": "c3ae_imdb_v89.h5",
-}
-
 # Published numbers (MAE in years), each with its source and protocol. Never measured here.
 PUBLISHED: tuple[dict[str, Any], ...] = (
     {"model": "C3AE paper", "dataset": "IMDB", "mae": 6.57,
@@ -120,13 +114,11 @@ def cumulative_score(
     return np.mean(errors[None, :] <= limits[:, None] + 1e-6, axis=1)
 
 
-def age_groups(ages: ArrayLike, width: int = DECADE_WIDTH, last: int = LAST_DECADE) -> pd.Categorical:
-    """Label ages (years) by group: "0-9", "10-19", ..., and `f"{last}+"` for the oldest."""
-    values = np.asarray(ages, dtype=np.float64).reshape(-1)
-    starts = list(range(0, last, width))
-    labels = [f"{start}-{start + width - 1}" for start in starts] + [f"{last}+"]
-    codes = np.minimum(np.floor(np.maximum(values, 0) / width).astype(int), len(starts))
-    return pd.Categorical.from_codes(codes, categories=labels, ordered=True)
+def age_groups(ages: ArrayLike) -> pd.Categorical:
+    """Label ages (years) by decade (`age_encoding.decade`): "0-9", "10-19", ..., "90+"."""
+    return pd.Categorical.from_codes(
+        age_encoding.decade(ages), categories=age_encoding.decade_labels(), ordered=True
+    )
 
 
 def pose_groups(angles: ArrayLike, edges: Sequence[float] = POSE_EDGES) -> pd.Categorical:
@@ -209,76 +201,6 @@ def bin_confusion(true_ages: ArrayLike, distributions: ArrayLike) -> np.ndarray:
 # --------------------------------------------------------------------------- models and runs
 
 
-def predict(model: Any, crops: ArrayLike, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Run `model` on crops uint8/float32 `[n, 3, 64, 64, 3]` (RGB, 0-255) in batches.
-
-    Returns (ages float32 `[n]` in years from the `age` head, distributions float32 `[n, 12]`).
-    Uses `predict_on_batch` (no per-call overhead of `model.predict`); batches are padded
-    to a power of two up to `batch_size`, so the compiled function sees few distinct shapes.
-    """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1 (got {batch_size}).")
-    array = np.asarray(crops)
-    if array.ndim != 5:
-        raise ValueError(f"crops must be [n, scales, 64, 64, 3]; got shape {array.shape}.")
-    count = array.shape[0]
-    # Batches padded to a power of two (at most batch_size): few shapes, so few traces.
-    size = min(batch_size, 1 << max(0, count - 1).bit_length())
-    ages, distributions = [], []
-    starts = range(0, count, size)
-    for start in tqdm(starts, desc="predict", unit="batch", disable=len(starts) < 8, leave=False):
-        batch = array[start : start + size].astype(np.float32)
-        used = batch.shape[0]
-        if used < size:
-            batch = np.concatenate([batch, np.zeros((size - used, *batch.shape[1:]), np.float32)])
-        outputs = model.predict_on_batch(batch)
-        if not isinstance(outputs, dict):  # a list in the order of model.output_names
-            outputs = dict(zip(model.output_names, outputs, strict=True))
-        ages.append(np.asarray(outputs["age"], dtype=np.float32).reshape(size, -1)[:used, 0])
-        distributions.append(np.asarray(outputs["distribution"], dtype=np.float32)[:used])
-    if not ages:
-        return np.zeros(0, np.float32), np.zeros((0, model.get_layer("distribution").units), np.float32)
-    return np.concatenate(ages), np.concatenate(distributions)
-
-
-def load_model(run_or_model: Any) -> tuple[Any, str, dict[str, Any]]:
-    """Resolve what to evaluate into (keras model, display name, run config or {}).
-
-    Accepts a `keras.Model`; a `training.Run`; a run name under `paths.runs_dir()` or a run
-    folder (its `best.keras` is used); a `.keras` file; or a reference `.h5` file.
-    """
-    import keras
-
-    from c3ae_utils import network  # noqa: F401  (registers the custom layers .keras files use)
-
-    if isinstance(run_or_model, keras.Model):
-        return run_or_model, run_or_model.name, {}
-    if not isinstance(run_or_model, str | Path):  # a training.Run: read its folder
-        folder = getattr(run_or_model, "path", None)
-        if folder is None:
-            raise ValueError(f"Cannot evaluate a {type(run_or_model).__name__}: pass a model, run or path.")
-        run_or_model = Path(folder)
-    path = Path(run_or_model)
-    if not path.exists() and (paths.runs_dir() / str(run_or_model)).exists():
-        path = paths.runs_dir() / str(run_or_model)
-    if path.is_dir():
-        config = read_json(path / "config.json")
-        model_file = path / "best.keras"
-        if not model_file.exists():
-            model_file = path / "last.keras"
-        if not model_file.exists():
-            raise FileNotFoundError(f"Run folder {path} has no best.keras or last.keras: train it first.")
-        return keras.saving.load_model(model_file, compile=False), path.name, config
-    if path.suffix == ".keras" and path.exists():
-        return keras.saving.load_model(path, compile=False), path.stem, {}
-    if path.suffix == ".h5" and path.exists():
-        return network.load_reference_h5(path), path.stem, {}
-    raise FileNotFoundError(
-        f"No run or model at {run_or_model!r}: give a run name from {paths.runs_dir()}, "
-        "a run folder, a .keras file or a reference .h5 file."
-    )
-
-
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from `path`, or {} when the file does not exist."""
     return json.loads(Path(path).read_text()) if Path(path).exists() else {}
@@ -349,28 +271,11 @@ def distribution_columns(num_bins: int = age_encoding.NUM_BINS) -> list[str]:
     return [f"p{k:02d}" for k in range(num_bins)]
 
 
-def _resolve_cache(cache: Any) -> Any:
+def _resolve_cache(cache: face_cache.FaceCache | str | Path) -> face_cache.FaceCache:
     """A FaceCache from a FaceCache, a cache name or a cache folder."""
-    if hasattr(cache, "crops") and hasattr(cache, "table"):
+    if isinstance(cache, face_cache.FaceCache):
         return cache
-    from c3ae_utils import faces
-
-    return faces.load_cache(cache)
-
-
-def select_split(table: pd.DataFrame, split: str) -> np.ndarray:
-    """Positions (int64 `[k]`) of the rows of `table` in `split` ("all" = every row)."""
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
-    if split == "all":
-        return np.arange(len(table))
-    if "split" not in table:
-        raise ValueError("The cache table has no `split` column; use split='all'.")
-    positions = np.flatnonzero((table["split"] == split).to_numpy())
-    if positions.size == 0:
-        found = sorted(table["split"].dropna().unique().tolist())
-        raise ValueError(f"No rows in split {split!r}; the cache has splits {found}.")
-    return positions
+    return face_cache.load_cache(cache)
 
 
 def prediction_table(
@@ -452,25 +357,36 @@ def summarize(table: pd.DataFrame, w2: pd.DataFrame | None = None) -> dict[str, 
     return metrics
 
 
+def _model_and_config(spec: Any) -> tuple[Any, str, dict[str, Any]]:
+    """(Keras model, display name, its run's config.json or {}) for anything
+    `network.load_model` accepts."""
+    if isinstance(spec, keras.Model):
+        return spec, spec.name, {}
+    path = network.resolve_weights(spec)
+    config = read_json(path.parent / "config.json") if path.suffix == ".keras" else {}
+    return network.load_model(path), network.weights_label(path), config
+
+
 def evaluate(
     run_or_model: Any,
-    cache: Any,
+    cache: face_cache.FaceCache | str | Path,
     split: str = "val",
     batch_size: int = 256,
     name: str | None = None,
 ) -> Evaluation:
-    """Evaluate a run or model (see `load_model`) on the `split` rows of a face cache.
+    """Evaluate a model, run or weights file (anything `network.load_model` accepts) on the
+    `split` rows of a face cache.
 
     `cache` is a `faces.FaceCache` or a cache name; `split` is "train", "val", "test" or
     "all" (cross-dataset evaluation uses "all").
     """
-    model, model_name, config = load_model(run_or_model)
-    face_cache = _resolve_cache(cache)
-    positions = select_split(face_cache.table, split)
+    model, model_name, config = _model_and_config(run_or_model)
+    faces_cache = _resolve_cache(cache)
+    positions = datasets.select_split(faces_cache.table, split)
     started = time.perf_counter()
-    ages, distributions = predict(model, face_cache.crops[positions], batch_size=batch_size)
+    outputs = network.predict_ages(model, faces_cache.crops[positions], batch_size, progress=True)
     logger.info("%s: %d faces predicted in %.1f s", model_name, positions.size, time.perf_counter() - started)
-    table = prediction_table(face_cache.table, positions, ages, distributions)
+    table = prediction_table(faces_cache.table, positions, outputs["age"], outputs["distribution"])
     w2 = w2_comparison(model)
     metrics = summarize(table, w2)
     metrics.update({"name": name or model_name, "split": split})
@@ -506,112 +422,27 @@ class LosoResult:
         }
 
 
-def subject_folds(table: pd.DataFrame, num_folds: int | None = None, seed: int = 0) -> list[np.ndarray]:
-    """Test positions of leave-one-subject-out folds: one int64 array per held-out subject.
-
-    The folds come from `datasets.loso_folds` (one per subject, sorted). With `num_folds`,
-    a seeded random choice of that many of them (all when None or not fewer than the subjects).
-    """
-    from c3ae_utils import datasets
-
-    folds = [table.index.get_indexer(test) for _, _, test in datasets.loso_folds(table)]
-    if num_folds is not None and num_folds < 1:
-        raise ValueError(f"num_folds must be >= 1 or None for all subjects (got {num_folds}).")
-    if num_folds is not None and num_folds < len(folds):
-        chosen = np.sort(np.random.default_rng(seed).choice(len(folds), size=num_folds, replace=False))
-        folds = [folds[i] for i in chosen]
-    return [fold.astype(np.int64) for fold in folds]
-
-
-def _compile_for_fine_tuning(model: Any, learning_rate: float, loss: str) -> None:
-    """Compile with the course's cascade loss (L1 on age + 10 x `loss`) and Adam at `learning_rate`.
-
-    The focal loss is used with uniform bin weights here (FG-NET's own ages are few).
-    """
-    from c3ae_utils import training
-
-    training.compile_model(model, loss=loss, learning_rate=learning_rate)
-
-
-def _reset_optimizer(model: Any) -> None:
-    """Zero the optimizer's state (moments, step count) so each fold starts fresh."""
-    for variable in model.optimizer.variables:
-        if variable.name != "learning_rate":  # Keras 3 keeps the learning rate among them
-            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
-
-
-def leave_one_subject_out(
-    run_or_model: Any,
-    cache: Any,
-    num_folds: int | None = None,
-    epochs: int = 5,
-    batch_size: int = 32,
-    learning_rate: float = 2e-4,
-    loss: str = "kl",
-    seed: int = 0,
-    augment: bool = True,
-) -> LosoResult:
-    """The paper's FG-NET protocol: for each held-out subject, fine-tune a copy of the model
-    on every other subject for `epochs` epochs (Adam, `learning_rate`, the cascade loss with
-    `loss` from `training.compile_model`, the course's tf.data pipeline with augmentation)
-    and test on that subject.
-
-    `num_folds` limits the folds to a seeded random subset of subjects (quick profile); None
-    runs all of them (82 on the full FG-NET). Every fold starts from the same weights and a
-    fresh optimizer state; the model is compiled once, so its train step is traced once.
-    """
-    import keras
-
-    from c3ae_utils import pipeline
-
-    base, model_name, _ = load_model(run_or_model)
-    face_cache = _resolve_cache(cache)
-    table = face_cache.table
-    folds = subject_folds(table, num_folds, seed)
-    model = keras.models.clone_model(base)
-    initial = base.get_weights()
-    model.set_weights(initial)
-    _compile_for_fine_tuning(model, learning_rate, loss)
-    ages_all = table["age"].to_numpy(dtype=np.float32)
+def loso_result(fine_tuned: training.LosoRun, cache: face_cache.FaceCache | str | Path) -> LosoResult:
+    """Measure a leave-one-subject-out run (`training.leave_one_subject_out`) on the faces of
+    `cache` it was fine-tuned on: per-fold MAE before and after fine-tuning, and the
+    prediction table of every held-out face (with a `fold` column)."""
+    table = _resolve_cache(cache).table
     rows, predictions = [], []
-    for fold, test in enumerate(tqdm(folds, desc="LOSO folds", unit="fold")):
-        train = np.setdiff1d(np.arange(len(table)), test)
-        model.set_weights(initial)
-        before, _ = predict(model, face_cache.crops[test])
-        if fold > 0:
-            _reset_optimizer(model)
-        keras.utils.set_random_seed(seed + fold)
-        data = pipeline.make_dataset(
-            face_cache.crops[train], ages_all[train], training=True, batch_size=batch_size,
-            seed=seed + fold, augment=augment, repeat=True,
-        )
-        steps = pipeline.steps_per_epoch(train.size, batch_size)
-        # The dataset shuffles itself; shuffle=False only silences Keras' warning about it.
-        model.fit(data, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
-        ages, distributions = predict(model, face_cache.crops[test])
-        fold_table = prediction_table(table, test, ages, distributions)
-        fold_table["fold"] = fold
+    for number, fold in enumerate(fine_tuned.folds):
+        true = table["age"].to_numpy(dtype=np.float64)[fold.test]
+        fold_table = prediction_table(table, fold.test, fold.ages, fold.distributions)
+        fold_table["fold"] = number
         predictions.append(fold_table)
         rows.append({
-            "fold": fold,
-            "subject": str(table["subject"].iloc[test[0]]),
-            "n_test": int(test.size),
-            "n_train": int(train.size),
-            "mae_before": mean_absolute_error(ages_all[test], before),
-            "mae": mean_absolute_error(ages_all[test], ages),
-            "mae_expected": mean_absolute_error(ages_all[test], fold_table["expected_age"]),
+            "fold": number, "subject": fold.subject, "n_test": int(fold.test.size), "n_train": fold.n_train,
+            "mae_before": mean_absolute_error(true, fold.ages_before),
+            "mae": mean_absolute_error(true, fold.ages),
+            "mae_expected": mean_absolute_error(true, fold_table["expected_age"]),
         })
-    settings = {"model": model_name, "epochs": epochs, "batch_size": batch_size,
-                "learning_rate": learning_rate, "loss": loss, "seed": seed, "augment": augment}
-    return LosoResult(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True), settings)
+    return LosoResult(pd.DataFrame(rows), pd.concat(predictions, ignore_index=True), dict(fine_tuned.settings))
 
 
 # --------------------------------------------------------------------------- results table
-
-
-def setting_name(run_name: str) -> str:
-    """The setting a run belongs to: its name without a trailing `-seedK`."""
-    return re.sub(r"-seed\d+$", "", run_name)
 
 
 def find_runs(runs_dir: Path | None = None) -> list[Path]:
@@ -622,26 +453,24 @@ def find_runs(runs_dir: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "best.keras").exists())
 
 
-def _describe_run(config: dict[str, Any], name: str) -> dict[str, Any]:
-    """Loss, SE, profile, epochs and the training command of a run, from its config.json.
+SETTING_KEYS = ("dataset", "max_images", "loss", "epochs", "use_se")  # what a setting is; never the seed
 
-    The profile is the `quick`/`full` part of the run name (notebook 05 names its runs
-    `<dataset>-<loss>-<profile>`), else "full" for a run on the whole cache.
-    """
-    parts = name.split("-")
-    profile = next((p for p in parts if p in {"quick", "full"}), None)
-    if profile is None:
-        profile = "full" if config.get("max_images") is None else f"max_images={config['max_images']}"
-    loss = config.get("loss") or next((p for p in parts if p in {"focal", "kl", "ce"}), "?")
-    settings = ", ".join(  # the seed is left out: runs differing only in it form one setting
-        f"{key}={config[key]!r}" for key in ("dataset", "max_images", "loss", "epochs", "use_se")
-        if key in config
-    )
+
+def _describe_run(config: dict[str, Any]) -> dict[str, Any]:
+    """Setting, loss, SE, data size, epochs, seed and the training command of a run, read
+    from its own `config.json` (never from its name)."""
+    settings = {key: config[key] for key in SETTING_KEYS if key in config}
+    arguments = ", ".join(f"{key}={value!r}" for key, value in settings.items())
+    max_images = config.get("max_images")
     return {
-        "loss": loss, "se": config.get("use_se"), "profile": profile, "epochs": config.get("epochs"),
+        "setting": "-".join(str(value) for key, value in settings.items() if key in ("dataset", "loss"))
+        + ("" if config.get("use_se", True) else "-no-se"),
+        "loss": config.get("loss", "?"), "se": config.get("use_se"),
+        "images": "all" if max_images is None else str(max_images), "epochs": config.get("epochs"),
         "seed": config.get("seed"),
-        "command": f"`training.train(TrainConfig({settings}))`" if settings else "?",
-        "dataset": config.get("dataset", parts[0]), "cache": config.get("cache_name"),
+        "command": f"`training.train(TrainConfig({arguments}))`" if arguments else "?",
+        "dataset": config.get("dataset", "?"), "cache": config.get("cache_name"),
+        "key": arguments,
     }
 
 
@@ -652,7 +481,7 @@ def results_rows(split: str = "test", batch_size: int = 256, reference: bool = T
     caches: dict[str, Any] = {}
     for folder in tqdm(find_runs(), desc="runs", unit="run"):
         config = read_json(folder / "config.json")
-        info = _describe_run(config, folder.name)
+        info = _describe_run(config)
         if not info["cache"]:
             logger.warning("Run %s names no cache in config.json; skipped.", folder.name)
             continue
@@ -673,7 +502,7 @@ def _available_split(table: pd.DataFrame, split: str) -> str:
 def _result_row(name: str, info: dict[str, Any], evaluation: Evaluation, split: str, cache: Any) -> dict[str, Any]:
     dataset = str(cache.table["dataset"].iloc[0]) if "dataset" in cache.table else info["dataset"]
     return {
-        "run": name, "setting": setting_name(name), **info,
+        "run": name, **info,
         "test_data": f"{dataset} {split} split", "n": evaluation.metrics["count"],
         "mae": evaluation.metrics["mae"], "mae_expected": evaluation.metrics["mae_expected"],
         "cs5": evaluation.metrics["cs"]["5"],
@@ -685,18 +514,15 @@ def _reference_rows(caches: dict[str, Any], split: str, batch_size: int) -> list
     cache_name, cache = next(iter(caches.items()))
     used = _available_split(cache.table, split)
     rows = []
-    for label, file_name in REFERENCE_WEIGHTS.items():
-        weights = paths.raw_dir() / "reference" / file_name
-        if not weights.exists():
-            try:
-                from c3ae_utils import datasets
-
-                datasets.fetch("reference")
-            except (OSError, ValueError, ImportError) as error:  # the table is still useful without them
-                logger.warning("Reference weights unavailable (%s); rows skipped.", error)
-                return rows
+    for label in network.REFERENCE_WEIGHTS:
+        try:
+            weights = network.reference_weights_path(label)
+        except (OSError, ValueError) as error:  # the table is still useful without them
+            logger.warning("Reference weights unavailable (%s); rows skipped.", error)
+            return rows
         evaluation = evaluate(weights, cache, used, batch_size, name=label)
-        info = {"loss": "focal", "se": "v89" in file_name, "profile": "-", "epochs": None, "seed": None,
+        info = {"setting": label, "loss": "focal", "se": label == "reference-v89", "images": "-",
+                "epochs": None, "seed": None, "key": label,
                 "command": "network.load_reference_h5 (trained on IMDB-WIKI by the reference)",
                 "dataset": "imdb-wiki", "cache": cache_name}
         rows.append(_result_row(label, info, evaluation, used, cache))
@@ -704,11 +530,11 @@ def _reference_rows(caches: dict[str, Any], split: str, batch_size: int) -> list
 
 
 def aggregate_seeds(rows: pd.DataFrame) -> pd.DataFrame:
-    """One row per setting (runs named alike but for `-seedK`, same settings but the seed):
-    the mean and std over its runs of `mae`, `mae_expected`, `cs5`, and the seeds used."""
+    """One row per setting (runs whose configs agree on `SETTING_KEYS`, whatever their seed
+    or name): the mean and std over its runs of `mae`, `mae_expected`, `cs5`, and the seeds."""
     if rows.empty:
         return rows
-    keys = ["setting", "loss", "se", "profile", "test_data", "command"]
+    keys = ["key", "setting", "loss", "se", "images", "test_data", "command"]
     frame = rows.assign(se=rows["se"].astype(str))
     grouped = frame.groupby(keys, sort=False, dropna=False)
     result = grouped.agg(
@@ -729,7 +555,7 @@ def results_markdown(aggregated: pd.DataFrame, extra: dict[str, Any] | None = No
     """The Markdown results table: our settings (mean ± std over seeds), the FG-NET results
     of notebook 06 when present, then the published numbers with their protocols."""
     lines = [
-        "| model | loss | SE | tested on | MAE (age head) | MAE (expected age) | CS(5) | runs (seeds) | profile | produced by |",
+        "| model | loss | SE | tested on | MAE (age head) | MAE (expected age) | CS(5) | runs (seeds) | images | produced by |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for row in aggregated.itertuples(index=False):
@@ -737,13 +563,13 @@ def results_markdown(aggregated: pd.DataFrame, extra: dict[str, Any] | None = No
             f"| {row.setting} | {row.loss} | {row.se} | {row.test_data} (n={row.n}) | "
             f"{_format_mae(row.mae_mean, row.mae_std, row.runs)} | "
             f"{_format_mae(row.mae_expected_mean, row.mae_expected_std, row.runs)} | "
-            f"{row.cs5_mean:.3f} | {row.runs} ({row.seeds}) | {row.profile} | {row.command} |"
+            f"{row.cs5_mean:.3f} | {row.runs} ({row.seeds}) | {row.images} | {row.command} |"
         )
     for item in (extra or {}).get("fgnet", []):
         expected = item.get("mae_expected")
         lines.append(
             f"| {item['model']} | - | - | {item['protocol']} (n={item['n']}) | {item['mae']:.2f} | "
-            f"{'-' if expected is None else f'{expected:.2f}'} | - | 1 | {item['profile']} | {item['command']} |"
+            f"{'-' if expected is None else f'{expected:.2f}'} | - | 1 | {item['images']} | {item['command']} |"
         )
     lines += ["", "Published numbers (not measured here):", "",
               "| model | dataset | MAE | protocol |", "| --- | --- | ---: | --- |"]
@@ -757,13 +583,15 @@ def fgnet_rows_from_notebook(metrics_path: Path | None = None) -> list[dict[str,
     data = read_json(path)
     if not data:
         return []
-    profile = data.get("parameters", {}).get("PROFILE", "?")
-    command = f"notebooks/06_error_analysis.ipynb (PROFILE={profile})"
+    parameters = data.get("parameters", {})
+    images = "all" if parameters.get("MAX_IMAGES") is None else str(parameters["MAX_IMAGES"])
+    shown = ", ".join(f"{key}={value!r}" for key, value in parameters.items() if key in ("MAX_IMAGES", "NUM_FOLDS", "EPOCHS"))
+    command = f"notebooks/06_error_analysis.ipynb ({shown})"
     rows = []
     for name, metrics in data.get("cross_dataset", {}).items():
         rows.append({"model": name, "protocol": "FG-NET, all faces, no fine-tuning (cross-dataset)",
                      "n": metrics["count"], "mae": metrics["mae"], "mae_expected": metrics["mae_expected"],
-                     "profile": profile, "command": command})
+                     "images": images, "command": command})
     loso = data.get("loso")
     if loso:
         # The paper's number is the mean over folds; the MAE over all test faces and the
@@ -773,7 +601,7 @@ def fgnet_rows_from_notebook(metrics_path: Path | None = None) -> list[dict[str,
                                  f"{loso['epochs']} fine-tuning epochs; mean over folds (over faces: "
                                  f"{loso['face_mae']:.2f}; before fine-tuning: {loso['mean_mae_before']:.2f})",
                      "n": sum(f["n_test"] for f in loso["folds"]), "mae": loso["mean_mae"],
-                     "profile": profile, "command": command})
+                     "images": images, "command": command})
     return rows
 
 
@@ -821,8 +649,8 @@ def write_results(split: str = "test", batch_size: int = 256, reference: bool = 
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m c3ae_utils.evaluation results [--split test] [--no-reference]`."""
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(prog="python -m c3ae_utils.evaluation", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     results = commands.add_parser("results", help="write artifacts/results.{md,csv} and refresh the README")
@@ -830,7 +658,12 @@ def main(argv: list[str] | None = None) -> int:
     results.add_argument("--batch-size", type=int, default=256)
     results.add_argument("--no-reference", action="store_true", help="skip the reference weights")
     results.add_argument("--readme", type=Path, default=None, help="README to refresh (default: the repo's)")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m c3ae_utils.evaluation results [--split test] [--no-reference]`."""
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         written = write_results(args.split, args.batch_size, not args.no_reference, args.readme)

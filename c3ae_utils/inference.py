@@ -27,19 +27,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
-from c3ae_utils import paths
+from c3ae_utils import faces, network, paths
+from c3ae_utils.shapes import CROPS_SHAPE
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
-REFERENCE_WEIGHTS = "c3ae_imdb_v89.h5"
 CSV_COLUMNS = ["frame", "time_s", "face", "x1", "y1", "x2", "y2", "confidence", "age"]
 QUANTIZATIONS = ("float32", "float16", "int8")
 EXPORT_FORMATS = ("tflite_float32", "tflite_float16", "tflite_int8", "onnx")
-# The model's one input; see docs/architecture.md.
-CROPS_SHAPE = (3, 64, 64, 3)
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,33 +74,6 @@ class FacePrediction:
         }
 
 
-def run_model(model: Any, crops: np.ndarray) -> dict[str, np.ndarray]:
-    """Run `model` on crops uint8/float32 [n, 3, 64, 64, 3] (RGB, 0-255).
-
-    `model` is a Keras model (called through `predict_on_batch`, which avoids `predict`'s
-    per-call overhead) or any callable returning `{"age": [n, 1], "distribution": [n, 12]}`,
-    such as `TFLiteRunner` or `OnnxRunner`. Returns `age` float32 [n] in years and
-    `distribution` float32 [n, 12].
-    """
-    crops = np.asarray(crops)
-    if crops.ndim != 5 or crops.shape[1:] != CROPS_SHAPE:
-        raise ValueError(f"Expected crops of shape [n, 3, 64, 64, 3], got {crops.shape}.")
-    if len(crops) == 0:
-        return {"age": np.zeros(0, np.float32), "distribution": np.zeros((0, 12), np.float32)}
-    crops = crops.astype(np.float32, copy=False)
-    predict = getattr(model, "predict_on_batch", model)
-    outputs = predict(crops)
-    if not isinstance(outputs, dict) or not {"age", "distribution"} <= set(outputs):
-        raise ValueError(
-            "The model must return a dict with 'age' and 'distribution' "
-            f"(see network.build_c3ae); got {type(outputs).__name__}."
-        )
-    return {
-        "age": np.asarray(outputs["age"], np.float32).reshape(len(crops)),
-        "distribution": np.asarray(outputs["distribution"], np.float32),
-    }
-
-
 class AgeEstimator:
     """Detect every face of a photo and predict its age with a C3AE model.
 
@@ -116,24 +89,20 @@ class AgeEstimator:
 
     @classmethod
     def from_weights(cls, spec: str | Path | None = None, detector: Any = None) -> AgeEstimator:
-        """An estimator from a run name or folder, a `.keras` file or a reference `.h5` file.
-
-        `spec=None` uses the reference implementation's v89 weights (fetched with
-        `datasets.fetch("reference")`).
-        """
-        path = resolve_weights(spec)
-        return cls(load_model(path), detector=detector, name=describe_weights(path))
+        """An estimator from anything `network.resolve_weights` accepts: a run name or
+        folder, a `.keras` file, a reference `.h5` file or "reference-v89"/"reference-v84";
+        `spec=None` uses `network.DEFAULT_WEIGHTS`."""
+        path = network.resolve_weights(spec)
+        return cls(network.load_model(path), detector=detector, name=network.weights_label(path))
 
     def _get_detector(self) -> Any:
-        from c3ae_utils import faces
-
         if self.detector is None:
             self.detector = faces.default_detector()
         return self.detector
 
     def predict_crops(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """Ages float32 [n] (years) and distributions float32 [n, 12] of crops [n, 3, 64, 64, 3]."""
-        return run_model(self.model, crops)
+        return network.predict_ages(self.model, crops)
 
     def predict_image(self, image: np.ndarray) -> list[FacePrediction]:
         """Every face of an RGB uint8 [height, width, 3] image, with its age, in one model call."""
@@ -200,8 +169,6 @@ def preprocess_images(
     landmarks in that image's pixels, and crops uint8 [n, 3, 64, 64, 3] (RGB; outer,
     middle, inner), one row per pair.
     """
-    from c3ae_utils import faces
-
     results = faces.process_images(list(images), policy="inference", detector=detector)
     detected = [(index, item.face) for index, result in enumerate(results) for item in result.faces]
     crops = [item.crops for result in results for item in result.faces]
@@ -212,7 +179,6 @@ def preprocess_images(
 
 def draw_predictions(image: np.ndarray, predictions: Sequence[FacePrediction]) -> np.ndarray:
     """Boxes and ages drawn on a copy of an RGB uint8 image [height, width, 3]."""
-    import cv2
 
     canvas = np.ascontiguousarray(_check_image(image)).copy()
     scale = max(canvas.shape[:2]) / 1000.0
@@ -242,68 +208,6 @@ def draw_predictions(image: np.ndarray, predictions: Sequence[FacePrediction]) -
 
 
 # --------------------------------------------------------------------------------------------
-# Weights
-# --------------------------------------------------------------------------------------------
-
-
-def reference_weights_path(name: str = REFERENCE_WEIGHTS) -> Path:
-    """The reference implementation's `.h5` file (`datasets.fetch("reference")` on first use)."""
-    from c3ae_utils import datasets
-
-    path = datasets.fetch("reference") / name
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing after datasets.fetch('reference').")
-    return path
-
-
-def resolve_weights(spec: str | Path | None) -> Path:
-    """The file to load for `--weights`: a `.keras` or `.h5` file, or a run's `best.keras`.
-
-    `spec` is a path to a `.keras`/`.h5` file, a run folder, the name of a run in
-    `paths.runs_dir()`, or None for the reference v89 weights.
-    """
-    if spec is None or str(spec) == "":
-        return reference_weights_path()
-    candidate = Path(spec).expanduser()
-    for folder in (candidate, paths.runs_dir() / str(spec)):
-        if folder.is_dir():
-            best = folder / "best.keras"
-            if not best.is_file():
-                raise FileNotFoundError(f"Run folder {folder} has no best.keras; train it first.")
-            return best
-    if candidate.is_file():
-        if candidate.suffix not in {".keras", ".h5"}:
-            raise ValueError(f"Weights must be a .keras or .h5 file, got {candidate}.")
-        return candidate
-    runs = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "best.keras").is_file())
-    raise FileNotFoundError(
-        f"No weights at {spec!r}: give a .keras file, a reference .h5 file, a run folder, or "
-        f"one of the runs in {paths.runs_dir()}: {runs or 'none yet (run notebook 05)'}."
-    )
-
-
-def describe_weights(path: Path) -> str:
-    """A short label for a weights file: the run name, or the file name."""
-    return path.parent.name if path.name == "best.keras" else path.stem
-
-
-def load_model(path: str | Path) -> Any:
-    """A Keras C3AE model from a `.keras` file or a reference `.h5` file (RGB input)."""
-    from c3ae_utils import network  # registers the custom layers before loading
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Weights file not found: {path}.")
-    if path.suffix == ".h5":
-        return network.load_reference_h5(path)
-    if path.suffix == ".keras":
-        import keras
-
-        return keras.saving.load_model(path, compile=False)
-    raise ValueError(f"Weights must be a .keras or .h5 file, got {path}.")
-
-
-# --------------------------------------------------------------------------------------------
 # Video
 # --------------------------------------------------------------------------------------------
 
@@ -323,8 +227,6 @@ def predict_video(
     (`CSV_COLUMNS`: frame index, time in seconds, face index, box x1..y2 in pixels, detector
     confidence, age in years). Reads at most `max_frames` frames. Returns the CSV rows.
     """
-    import cv2
-    from tqdm.auto import tqdm
 
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}.")
@@ -370,7 +272,6 @@ def predict_video(
 
 def open_capture(source: str | Path | int) -> Any:
     """An opened `cv2.VideoCapture` for a video file or a camera index, or a clear error."""
-    import cv2
 
     if isinstance(source, int):
         capture = cv2.VideoCapture(source)
@@ -391,7 +292,6 @@ def open_capture(source: str | Path | int) -> Any:
 
 
 def _open_writer(path: str | Path, fps: float, shape: tuple[int, ...]) -> Any:
-    import cv2
 
     path = Path(path)
     paths.ensure_dir(path.parent)
@@ -451,7 +351,7 @@ def export_saved_model(model: Any, folder: str | Path) -> Path:
 
 
 def _tflite_from_saved_model(saved_model: Path, quantization: str) -> bytes:
-    import tensorflow as tf
+    import tensorflow as tf  # export needs TensorFlow; prediction also runs on Keras' JAX backend
 
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if quantization == "float16":
@@ -483,8 +383,8 @@ def export_tflite(model: Any, path: str | Path, quantization: str = "float32") -
 
 def export_onnx(model: Any, path: str | Path, opset: int = 17) -> Path:
     """Convert a Keras C3AE model to ONNX with tf2onnx (input `crops`, outputs `age`, `distribution`)."""
-    import tensorflow as tf
-    import tf2onnx
+    import tensorflow as tf  # export needs TensorFlow; prediction also runs on Keras' JAX backend
+    import tf2onnx  # optional: the `export` extra
 
     path = Path(path)
     paths.ensure_dir(path.parent)
@@ -533,9 +433,9 @@ class TFLiteRunner:
 
 def _tflite_interpreter(path: Path, num_threads: int | None) -> Any:
     try:  # LiteRT is TFLite's new home; tf.lite.Interpreter still works in TF 2.21
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter  # optional: TFLite without TensorFlow
     except ImportError:
-        import tensorflow as tf
+        import tensorflow as tf  # export needs TensorFlow; prediction also runs on Keras' JAX backend
 
         Interpreter = tf.lite.Interpreter
     with warnings.catch_warnings():
@@ -547,7 +447,7 @@ class OnnxRunner:
     """Run an exported `.onnx` C3AE model with ONNX Runtime on the CPU."""
 
     def __init__(self, path: str | Path, num_threads: int | None = None) -> None:
-        import onnxruntime
+        import onnxruntime  # optional: the `export` extra
 
         self.path = Path(path)
         if not self.path.is_file():
@@ -585,10 +485,10 @@ def compare_exports(
 
     Returns {format: {"max_age_diff", "mean_age_diff" (years), "max_distribution_diff"}}.
     """
-    reference = predict_in_batches(model, crops, batch_size)
+    reference = network.predict_ages(model, crops, batch_size)
     report = {}
     for name, path in exported.items():
-        outputs = predict_in_batches(load_runner(path), crops, batch_size)
+        outputs = network.predict_ages(load_runner(path), crops, batch_size)
         age_diff = np.abs(outputs["age"] - reference["age"])
         report[name] = {
             "max_age_diff": float(age_diff.max()),
@@ -598,17 +498,6 @@ def compare_exports(
             ),
         }
     return report
-
-
-def predict_in_batches(
-    model: Any, crops: np.ndarray, batch_size: int = 64
-) -> dict[str, np.ndarray]:
-    """`run_model` over crops [n, 3, 64, 64, 3] in batches; `age` [n], `distribution` [n, 12]."""
-    parts = [
-        run_model(model, crops[start : start + batch_size])
-        for start in range(0, len(crops), batch_size)
-    ]
-    return {key: np.concatenate([part[key] for part in parts]) for key in ("age", "distribution")}
 
 
 def measure_latency(
@@ -638,7 +527,7 @@ def measure_latency(
 
 def keras_predictor(model: Any) -> Callable[[np.ndarray], dict[str, Any]]:
     """A compiled `tf.function` calling the Keras model in inference mode (for timing)."""
-    import tensorflow as tf
+    import tensorflow as tf  # export needs TensorFlow; prediction also runs on Keras' JAX backend
 
     signature = [tf.TensorSpec((None, *CROPS_SHAPE), tf.float32)]
     return tf.function(lambda crops: model(crops, training=False), input_signature=signature)
@@ -702,8 +591,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights",
         default=None,
-        help="a run name or folder (artifacts/runs/), a .keras file, or a reference .h5 file; "
-        "default: the reference implementation's v89 weights",
+        help="a run name or folder (artifacts/runs/), a .keras file, a reference .h5 file, or "
+        "reference-v89 / reference-v84; default: reference-v89",
     )
     parser.add_argument(
         "--output",
@@ -772,9 +661,6 @@ def _predict_input(
 
 
 def _predict_photo(estimator: AgeEstimator, path: Path, output: Path) -> dict[str, Any]:
-    import cv2
-
-    from c3ae_utils import faces
 
     try:
         image = faces.read_image(path)

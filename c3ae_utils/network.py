@@ -28,19 +28,23 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import h5py
 import keras
 import numpy as np
+import pandas as pd
 from keras import ops
+from tqdm.auto import tqdm
 
-from c3ae_utils import age_encoding
+from c3ae_utils import age_encoding, datasets, paths
+from c3ae_utils.shapes import CROP_SIZE, CROPS_SHAPE, SCALE_NAMES
 
 logger = logging.getLogger(__name__)
 
-CROP_SIZE = 64
-NUM_CROPS = 3
-SCALE_NAMES = ("outer", "middle", "inner")
 FILTERS = 32
 SE_REDUCTION = 2
 BRANCH_NAME = "branch"
@@ -213,7 +217,7 @@ def build_c3ae(
     if num_bins < 2:
         raise ValueError(f"num_bins must be at least 2 (got {num_bins}).")
 
-    crops = keras.Input((NUM_CROPS, CROP_SIZE, CROP_SIZE, 3), name="crops")
+    crops = keras.Input(CROPS_SHAPE, name="crops")
     x = crops
     if input_order == "bgr":
         x = ReverseChannels(name="rgb_to_bgr")(x)
@@ -323,8 +327,6 @@ def count_macs(model: keras.Model) -> int:
 def macs_table(model: keras.Model):
     """A pandas DataFrame of the layers that cost multiply-accumulates: `layer`, `type`,
     `calls` (per sample), `macs` (all calls); nested models (the branch) are expanded."""
-    import pandas as pd
-
     rows = []
     calls = _call_counts(model)
     for layer in model.layers:
@@ -355,8 +357,6 @@ def macs_table(model: keras.Model):
 def summary_table(model: keras.Model, expand_nested: bool = True):
     """A pandas DataFrame with one row per layer: `layer`, `type`, `output_shape`, `params`
     (nested models expanded as `branch/<layer>` rows when `expand_nested`)."""
-    import pandas as pd
-
     rows = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):
@@ -385,8 +385,6 @@ def table1_comparison(model: keras.Model):
     moving statistics, 4 x 32 = 128), Feat (W1) and Pred (W2); SE blocks, which Table 1
     does not have, get their own rows.
     """
-    import pandas as pd
-
     branch = get_branch(model)
     ours: dict[str, int] = {}
     for layer in branch.layers:
@@ -502,8 +500,6 @@ def load_reference_h5(path: str | Path) -> keras.Model:
     pooling over a 1x1 map: the same function as our Dense(12), so its kernel is reshaped.
     The returned model takes RGB crops like every other model of the course.
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
@@ -556,23 +552,141 @@ def load_reference_h5(path: str | Path) -> keras.Model:
     return model
 
 
-def predict_ages(
-    model: keras.Model, crops: np.ndarray, batch_size: int = 256
-) -> dict[str, np.ndarray]:
-    """Run `model` on crops uint8/float32 `[n, 3, 64, 64, 3]` in batches, without the
-    `model.predict` overhead: `{"age": float32 [n], "distribution": float32 [n, num_bins]}`."""
+# ---------------------------------------------------------------------------------------
+# Weights: the one loader (runs, .keras files, the reference .h5 files)
+# ---------------------------------------------------------------------------------------
+
+# The reference implementation's published weights (fetched by `datasets.fetch("reference")`).
+REFERENCE_WEIGHTS: dict[str, str] = {
+    "reference-v89": "c3ae_imdb_v89.h5",  # focal loss + SE
+    "reference-v84": "imdb_focal_loss_c3ae_v84.h5",  # focal loss, no SE
+}
+DEFAULT_WEIGHTS = "reference-v89"
+WEIGHT_SUFFIXES = (".keras", ".h5")
+
+
+def reference_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
+    """The file of reference weights `name` (a key of `REFERENCE_WEIGHTS` or its file name),
+    fetched with `datasets.fetch("reference")` on first use."""
+    file_name = REFERENCE_WEIGHTS.get(name, name)
+    if file_name not in REFERENCE_WEIGHTS.values():
+        raise ValueError(f"Unknown reference weights {name!r}; choose one of {sorted(REFERENCE_WEIGHTS)}.")
+    path = datasets.fetch("reference") / file_name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing after datasets.fetch('reference').")
+    return path
+
+
+def _run_model_file(folder: Path) -> Path:
+    """A run folder's `best.keras`, else its `last.keras`."""
+    for name in ("best.keras", "last.keras"):
+        if (folder / name).is_file():
+            return folder / name
+    raise FileNotFoundError(f"Run folder {folder} has no best.keras or last.keras: train it first.")
+
+
+def resolve_weights(spec: str | os.PathLike | Any | None = None) -> Path:
+    """The weights file that `spec` names.
+
+    `spec` is None (the default weights, `DEFAULT_WEIGHTS`), a key of `REFERENCE_WEIGHTS`
+    ("reference-v89", "reference-v84"), a `.keras` or `.h5` file, a run folder or the name of
+    a run in `paths.runs_dir()` (its `best.keras`), or a `training.Run` (anything with a
+    `path` attribute naming a run folder).
+    """
+    if spec is None or str(spec) == "":
+        return reference_weights_path(DEFAULT_WEIGHTS)
+    if hasattr(spec, "path") and not isinstance(spec, str | os.PathLike):
+        spec = spec.path
+    if str(spec) in REFERENCE_WEIGHTS:
+        return reference_weights_path(str(spec))
+    candidate = Path(spec).expanduser()
+    for folder in (candidate, paths.runs_dir() / str(spec)):
+        if folder.is_dir():
+            return _run_model_file(folder)
+    if candidate.is_file():
+        if candidate.suffix not in WEIGHT_SUFFIXES:
+            raise ValueError(f"Weights must be a .keras or .h5 file, got {candidate}.")
+        return candidate
+    runs = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "best.keras").is_file())
+    raise FileNotFoundError(
+        f"No weights at {str(spec)!r}: give a .keras file, a reference .h5 file, "
+        f"{' or '.join(sorted(REFERENCE_WEIGHTS))}, a run folder, or one of the runs in "
+        f"{paths.runs_dir()}: {runs or 'none yet (run notebook 05)'}."
+    )
+
+
+def weights_label(path: Path) -> str:
+    """A short name for a weights file: the run name for a run's model, else the file stem."""
+    path = Path(path)
+    return path.parent.name if path.name in ("best.keras", "last.keras") else path.stem
+
+
+def load_model(spec: keras.Model | str | os.PathLike | Any | None = None, compile: bool = False) -> keras.Model:
+    """A C3AE Keras model (RGB input) from anything `resolve_weights` accepts, or `spec` itself
+    when it already is a `keras.Model`. Reference `.h5` files go through `load_reference_h5`;
+    `compile=True` restores a run's optimizer and losses (needed only to continue training)."""
+    if isinstance(spec, keras.Model):
+        return spec
+    path = resolve_weights(spec)
+    if path.suffix == ".h5":
+        return load_reference_h5(path)
+    return keras.saving.load_model(path, compile=compile)
+
+
+# ---------------------------------------------------------------------------------------
+# Prediction: the one batched predictor
+# ---------------------------------------------------------------------------------------
+
+
+def _check_crops(crops: np.ndarray) -> np.ndarray:
+    """`crops` as an array of shape `[n, 3, 64, 64, 3]`; ValueError naming the shape otherwise."""
     crops = np.asarray(crops)
-    if crops.ndim != 5 or crops.shape[1:] != (NUM_CROPS, CROP_SIZE, CROP_SIZE, 3):
+    if crops.ndim != 5 or crops.shape[1:] != CROPS_SHAPE:
         raise ValueError(f"Expected crops of shape [n, 3, 64, 64, 3]; got {crops.shape}.")
-    ages, distributions = [], []
-    for start in range(0, len(crops), batch_size):
-        outputs = model.predict_on_batch(crops[start : start + batch_size].astype(np.float32))
-        ages.append(np.asarray(outputs["age"]).reshape(-1))
-        distributions.append(np.asarray(outputs["distribution"]))
-    num_bins = model.get_layer("distribution").units
+    return crops
+
+
+def _call_once(model: keras.Model | Callable, batch: np.ndarray) -> dict[str, np.ndarray]:
+    """One forward pass: `predict_on_batch` for Keras models (no `predict` overhead), a plain
+    call for exported runners; the outputs as `{"age": [b], "distribution": [b, bins]}`."""
+    outputs = getattr(model, "predict_on_batch", model)(batch)
+    if isinstance(outputs, list | tuple) and hasattr(model, "output_names"):
+        outputs = dict(zip(model.output_names, outputs, strict=True))
+    if not isinstance(outputs, dict) or not {"age", "distribution"} <= set(outputs):
+        raise ValueError(
+            "The model must return a dict with 'age' and 'distribution' (see network.build_c3ae); "
+            f"got {type(outputs).__name__}."
+        )
     return {
-        "age": np.concatenate(ages) if ages else np.zeros(0, np.float32),
-        "distribution": np.concatenate(distributions)
-        if distributions
-        else np.zeros((0, num_bins), np.float32),
+        "age": np.asarray(outputs["age"], np.float32).reshape(len(batch), -1)[:, 0],
+        "distribution": np.asarray(outputs["distribution"], np.float32),
     }
+
+
+def predict_ages(
+    model: keras.Model | Callable, crops: np.ndarray, batch_size: int = 256, progress: bool = False
+) -> dict[str, np.ndarray]:
+    """Ages and distributions of faces: crops uint8/float32 `[n, 3, 64, 64, 3]` (RGB, 0-255) ->
+    `{"age": float32 [n] in years (the W2 head), "distribution": float32 [n, num_bins]}`.
+
+    `model` is a Keras C3AE model or a callable returning the same dict (an exported
+    `inference.TFLiteRunner` / `OnnxRunner`). Batches are padded to a power of two (at most
+    `batch_size`), so a compiled model sees few distinct shapes and traces few times.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 (got {batch_size}).")
+    crops = _check_crops(crops)
+    count = len(crops)
+    size = min(batch_size, 1 << max(0, count - 1).bit_length())
+    parts = []
+    starts = range(0, count, size)
+    for start in tqdm(starts, desc="predict", unit="batch", disable=not progress, leave=False):
+        batch = crops[start : start + size].astype(np.float32)
+        used = len(batch)
+        if used < size:
+            batch = np.concatenate([batch, np.zeros((size - used, *CROPS_SHAPE), np.float32)])
+        outputs = _call_once(model, batch)
+        parts.append({key: value[:used] for key, value in outputs.items()})
+    if not parts:
+        return {"age": np.zeros(0, np.float32), "distribution": np.zeros((0, age_encoding.NUM_BINS), np.float32)}
+    return {key: np.concatenate([part[key] for part in parts]) for key in ("age", "distribution")}

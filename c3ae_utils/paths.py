@@ -16,6 +16,7 @@ point the course somewhere else without touching code:
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -78,3 +79,25 @@ def ensure_dir(path: Path) -> Path:
     """Create `path` (and parents) if needed and return it."""
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def atomic_write(target: Path, write: Callable[[Path], object]) -> Path:
+    """Write `target` all at once: `write(temporary)` then `os.replace`; return `target`.
+
+    The temporary file sits beside `target` (same file system, so the replace is atomic) and
+    keeps its suffix (`best.tmp-123.keras`), which Keras and NumPy need to pick the format.
+    A crash never leaves half a `target`; the temporary file is removed on failure.
+    """
+    target = Path(target)
+    temporary = target.with_name(f"{target.stem}.tmp-{os.getpid()}{target.suffix}")
+    try:
+        write(temporary)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return target
+
+
+def write_text_atomic(target: Path, text: str) -> Path:
+    """`atomic_write` of a text file (UTF-8)."""
+    return atomic_write(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))

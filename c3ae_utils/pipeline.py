@@ -1,9 +1,8 @@
 """The `tf.data` input of C3AE: face crops from the cache -> augmented, labelled batches.
 
-The whole split is held in memory as one uint8 array `[n, 3, 64, 64, 3]` (the UTKFace
-train split is about 15k x 36,864 bytes = 0.55 GB). Augmented batches are gathered from the
-caller's NumPy array itself (no copy); without augmentation the array becomes a TensorFlow
-constant (measured on the train split: about 1.1 GB more and ~5 s on 2 cores). The dataset
+The whole split is held in memory as one uint8 array `[n, 3, 64, 64, 3]` (36,864 bytes a
+face). Augmented batches are gathered from the caller's NumPy array itself (no copy);
+without augmentation the array becomes a TensorFlow constant (a copy). The dataset
 shuffles *indices*, batches them, then gathers the crops and augments the whole batch in
 one call:
 
@@ -13,11 +12,8 @@ The augmentation (`augment_rows`) runs once per batch, called from the input gra
 one `tf.numpy_function`: NumPy draws the random parameters, then three calls do the work
 without holding Python's GIL, so tf.data's threads run in parallel: a compiled (Numba) loop
 gathers and flips the faces, one `cv2.remap` rotates every turned crop of the batch, and a
-second compiled loop erases and recolours (`augment_kernels`). Measured on this project's
-2-core CPU (README, Benchmarks): a TensorFlow-ops version cost about 0.23 ms of CPU per
-sample (`ImageProjectiveTransformV3` alone was 4x OpenCV's resampling); a NumPy/OpenCV
-version made some 70 small calls per batch, each of which handed the GIL to the other
-thread and back, and two threads ran no faster than one.
+second compiled loop erases and recolours (`augment_kernels`). Why it is built this way,
+with the measurements, is in bench/README.md.
 
 Augmentation follows the reference implementation's set (random erasing, contrast and
 brightness, rotation up to 15 degrees, horizontal flip) and applies the SAME random
@@ -52,14 +48,12 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from c3ae_utils import age_encoding
+from c3ae_utils import age_encoding, datasets
 from c3ae_utils import augment_kernels as kernels
+from c3ae_utils.shapes import CROP_SIZE, CROPS_SHAPE, NUM_SCALES
 
 logger = logging.getLogger(__name__)
 
-NUM_SCALES = 3
-CROP_SIZE = 64
-CROP_SHAPE = (NUM_SCALES, CROP_SIZE, CROP_SIZE, 3)
 
 
 @dataclass(frozen=True)
@@ -125,9 +119,9 @@ def validate_inputs(crops: np.ndarray, ages: ArrayLike) -> tuple[np.ndarray, np.
             f"crops must be uint8 (raw 0-255 pixels as stored in the face cache); got {crops.dtype}. "
             "Convert with crops.astype(np.uint8) only if the values are already 0-255."
         )
-    if crops.ndim != 5 or crops.shape[1:] != CROP_SHAPE:
+    if crops.ndim != 5 or crops.shape[1:] != CROPS_SHAPE:
         raise ValueError(
-            f"crops must have shape [n, {', '.join(map(str, CROP_SHAPE))}] (three 64x64 RGB scales "
+            f"crops must have shape [n, {', '.join(map(str, CROPS_SHAPE))}] (three 64x64 RGB scales "
             f"per face); got {list(crops.shape)}."
         )
     age_array = np.asarray(ages, dtype=np.float64)
@@ -166,7 +160,6 @@ def make_dataset(
     Pixel values stay raw 0-255 uint8: Keras casts a model's inputs to its float32 `Input`
     (white norm, if any, happens inside the model), so the cast runs inside the training
     step (on the GPU when there is one), and batches in flight take a quarter of the memory.
-    Casting in the pipeline cost about a quarter of its CPU time here (measured).
     """
     crops, age_values = validate_inputs(crops, ages)
     if not isinstance(batch_size, int | np.integer) or batch_size <= 0:
@@ -233,17 +226,8 @@ def from_cache(
 
 def split_arrays(cache, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Crops uint8 `[m, 3, 64, 64, 3]` and ages float32 `[m]` of one split of a `faces.FaceCache`."""
-    table = cache.table
-    if "split" not in table.columns or "age" not in table.columns:
-        raise ValueError(
-            f"The cache table needs 'age' and 'split' columns; it has {list(table.columns)}. "
-            "Rebuild the cache from a metadata table made by datasets.split."
-        )
-    mask = (table["split"] == split).to_numpy(dtype=bool)
-    if not mask.any():
-        available = sorted(table["split"].dropna().unique().tolist())
-        raise ValueError(f"No rows with split == {split!r} in the cache; available: {available}.")
-    return cache.crops[mask], table["age"].to_numpy(dtype=np.float32)[mask]
+    positions = datasets.select_split(cache.table, split)
+    return cache.crops[positions], cache.table["age"].to_numpy(dtype=np.float32)[positions]
 
 
 def _resolve_augmentation(
@@ -275,7 +259,7 @@ def augment_batch(
         return augment_rows(faces, rows, batch_seed, augmentation)
 
     augmented = tf.numpy_function(gather_and_augment, [indices, seed], tf.uint8, stateful=False)
-    augmented.set_shape([None, *CROP_SHAPE])
+    augmented.set_shape([None, *CROPS_SHAPE])
     return augmented
 
 
@@ -345,14 +329,14 @@ def augment_rows(
     rotated = _rotate(out, turned, rotation_matrices(parameters.angles[turned]))
     kernels.finish(out, turned, rotated, parameters.erase, parameters.boxes, noise, noise_end,
                    parameters.color, _color_tables(parameters))
-    return out.reshape(-1, *CROP_SHAPE)
+    return out.reshape(-1, *CROPS_SHAPE)
 
 
 def _as_rows(crops: np.ndarray) -> np.ndarray:
     """uint8 crops `[n, 3, 64, 64, 3]` as C-contiguous rows `[n, 36864]` (a view when possible)."""
     crops = np.asarray(crops)
-    if crops.dtype != np.uint8 or crops.shape[1:] != CROP_SHAPE:
-        raise ValueError(f"crops must be uint8 [n, {', '.join(map(str, CROP_SHAPE))}]; "
+    if crops.dtype != np.uint8 or crops.shape[1:] != CROPS_SHAPE:
+        raise ValueError(f"crops must be uint8 [n, {', '.join(map(str, CROPS_SHAPE))}]; "
                          f"got {crops.dtype} {list(crops.shape)}.")
     return np.ascontiguousarray(crops).reshape(len(crops), -1)
 

@@ -1,8 +1,7 @@
 """Every figure of the course. Each function returns its `matplotlib.figure.Figure`;
 `save_figure` writes one to `figures/generated/` (or `C3AE_FIGURES_DIR`).
 
-Contributors: add functions at the end of this file; import heavy or rare libraries inside
-the function that needs them.
+Contributors: add functions at the end of this file.
 """
 
 from __future__ import annotations
@@ -17,12 +16,16 @@ if matplotlib.get_backend().lower() not in {"agg", "module://matplotlib_inline.b
         import IPython  # noqa: F401  (inside a notebook the inline backend is already set)
     except ImportError:
         matplotlib.use("Agg")
+import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402, F401
-import pandas as pd  # noqa: E402, F401
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import FancyBboxPatch, Rectangle  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
-from c3ae_utils import paths  # noqa: E402
+from c3ae_utils import age_encoding, paths  # noqa: E402
 
 
 def save_figure(figure: Figure, name: str, dpi: int = 120) -> Path:
@@ -132,8 +135,6 @@ def plot_worst_predictions(crops: np.ndarray, table: pd.DataFrame, bin_values: n
 def plot_bin_confusion(matrix: np.ndarray, bin_values: np.ndarray, title: str = "W1 bin confusion") -> Figure:
     """Heat map of `matrix` int `[bins, bins]` (rows: true dominant bin, columns: argmax
     bin), each row normalised to fractions; bins labelled by their value in years."""
-    import seaborn as sns
-
     counts = np.asarray(matrix, dtype=float)
     rows = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     labels = [f"{value:g}" for value in bin_values]
@@ -186,8 +187,6 @@ def _gender_labels(table: pd.DataFrame) -> pd.Series:
 
 def plot_age_gender_distributions(tables: dict[str, pd.DataFrame], binwidth: int = 5) -> Figure:
     """One panel per dataset: stacked histogram of ages (years) coloured by gender."""
-    import seaborn as sns
-
     figure, axes = new_figure(ncols=len(tables), width=4.6, height=3.6)
     palette = {"female": "tab:orange", "male": "tab:blue", "unknown": "tab:gray"}
     for axis, (name, table) in zip(axes[0], tables.items(), strict=True):
@@ -239,10 +238,9 @@ def plot_raw_age_noise(table: pd.DataFrame, low: int = 0, high: int = 100, margi
 def plot_faces_by_decade(table: pd.DataFrame, per_decade: int = 6, seed: int = 0,
                          size: int = 96, title: str | None = None) -> Figure:
     """A grid of faces: one row per age decade (0-9, ..., 90+), `per_decade` random images each."""
-    from PIL import Image, ImageOps
-
     rng = np.random.default_rng(seed)
-    decades = np.minimum(table["age"].to_numpy() // 10, 9)
+    decades = age_encoding.decade(table["age"].to_numpy())
+    labels = age_encoding.decade_labels()
     rows = sorted(set(decades.tolist()))
     figure, axes = new_figure(ncols=per_decade, nrows=len(rows), width=1.2, height=1.25)
     for row, decade in enumerate(rows):
@@ -256,8 +254,7 @@ def plot_faces_by_decade(table: pd.DataFrame, per_decade: int = 6, seed: int = 0
                     thumb = ImageOps.fit(ImageOps.exif_transpose(image).convert("RGB"), (size, size))
                 axis.imshow(np.asarray(thumb))
                 axis.set_title(f"{picked['age'].iloc[column]}", fontsize=8)
-        label = f"{decade * 10}+" if decade == 9 else f"{decade * 10}-{decade * 10 + 9}"
-        axes[row, 0].text(-0.1, 0.5, label, transform=axes[row, 0].transAxes, ha="right",
+        axes[row, 0].text(-0.1, 0.5, labels[decade], transform=axes[row, 0].transAxes, ha="right",
                           va="center", fontsize=10)
     if title:
         figure.suptitle(title)
@@ -283,8 +280,6 @@ def plot_annotated_photos(
 ) -> Figure:
     """A grid of annotated RGB uint8 photos (e.g. `AgeEstimator.annotate`), titled by name;
     photos larger than `max_side` pixels are shown downscaled."""
-    import cv2
-
     nrows = -(-len(photos) // ncols)
     figure, axes = new_figure(ncols=ncols, nrows=nrows, width=width, height=width * 0.75)
     for axis in axes.flat:
@@ -353,8 +348,6 @@ def plot_c3ae_architecture(crops: np.ndarray | None = None, use_se: bool = True,
                            num_bins: int = 12) -> Figure:
     """A block diagram of C3AE: three crops (uint8 `[3, 64, 64, 3]` RGB thumbnails if given)
     -> one shared branch -> concatenation -> W1 (distribution) -> W2 (age)."""
-    from matplotlib.patches import FancyBboxPatch
-
     figure, axes = new_figure(width=13.0, height=6.0)
     axis = axes[0, 0]
     axis.set(xlim=(0, 13), ylim=(0, 6.4))
@@ -422,8 +415,6 @@ def plot_portrait_predictions(images: dict[str, np.ndarray], boxes: dict[str, np
                               crops: dict[str, np.ndarray], ages: dict[str, dict[str, float]]) -> Figure:
     """One row per portrait: the RGB image with its face box (x1, y1, x2, y2 pixels) and the
     predicted age of each model (`ages[portrait][model]`, years), then its three crops."""
-    from matplotlib.patches import Rectangle
-
     figure, axes = plt.subplots(len(images), 4, figsize=(12, 3.6 * len(images)), squeeze=False,
                                 gridspec_kw={"width_ratios": [2, 1, 1, 1]})
     for row, name in enumerate(images):
@@ -532,8 +523,6 @@ _SCALE_COLOURS = ("tab:orange", "tab:green", "tab:blue")
 
 def _draw_face(axis, face, box_colour: str = "lime", label: str | None = None) -> None:
     """Draw a faces.Face (box x1, y1, x2, y2 and 5 landmarks) on an axis."""
-    from matplotlib.patches import Rectangle
-
     x1, y1, x2, y2 = (float(v) for v in face.box)
     axis.add_patch(Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, edgecolor=box_colour, linewidth=1.5))
     for (x, y), colour in zip(face.landmarks, _LANDMARK_COLOURS, strict=True):
@@ -582,8 +571,6 @@ def plot_alignment(originals: list[np.ndarray], original_faces: list, chips: lis
 def plot_context_boxes(chip: np.ndarray, boxes: np.ndarray, crops: np.ndarray,
                        scale_names: tuple[str, ...] = ("outer", "middle", "inner")) -> Figure:
     """The three context boxes drawn on an aligned chip, then the three 64x64 crops they give."""
-    from matplotlib.patches import Rectangle
-
     figure, axes = new_figure(ncols=1 + len(crops), nrows=1, width=2.8, height=3.0)
     axes[0, 0].imshow(chip)
     for box, colour, name in zip(boxes, _SCALE_COLOURS, scale_names, strict=True):

@@ -1,4 +1,4 @@
-"""Seeds, the device report, mixed precision, and the course's run profiles."""
+"""Seeds, the device report (versions, GPUs, Colab) and mixed precision."""
 
 from __future__ import annotations
 
@@ -8,30 +8,8 @@ import random
 import sys
 from dataclasses import dataclass
 
+import keras
 import numpy as np
-
-# Papermill parameters of the two course profiles. "full" is every notebook's default;
-# "quick" is what CI and `make run-all PROFILE=quick` use: the same code on a few hundred
-# real images.
-PROFILES: dict[str, dict[str, object]] = {
-    "full": {"PROFILE": "full"},
-    "quick": {
-        "PROFILE": "quick",
-        "MAX_IMAGES": 400,
-        "EPOCHS": 2,
-        "BATCH_SIZE": 32,
-        "NUM_FOLDS": 2,
-        "NUM_SEEDS": 1,
-        "MAX_FRAMES": 60,  # notebook 07: video frames read from the demo clip
-    },
-}
-
-
-def profile_parameters(profile: str) -> dict[str, object]:
-    """Papermill parameters for `profile` ("quick" or "full")."""
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}; choose one of {sorted(PROFILES)}.")
-    return dict(PROFILES[profile])
 
 
 def in_colab() -> bool:
@@ -44,8 +22,6 @@ def set_seed(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     os.environ["PYTHONHASHSEED"] = str(seed)
-    import keras
-
     keras.utils.set_random_seed(seed)
 
 
@@ -69,8 +45,7 @@ class DeviceReport:
 
 def report_device(verbose: bool = True) -> DeviceReport:
     """Report versions and accelerators; on Colab without a GPU, say how to get one."""
-    import keras
-    import tensorflow as tf
+    import tensorflow as tf  # only here: the rest of the course also runs on Keras' JAX backend
 
     gpus = tuple(device.name for device in tf.config.list_physical_devices("GPU"))
     report = DeviceReport(
@@ -89,8 +64,7 @@ def report_device(verbose: bool = True) -> DeviceReport:
 
 def enable_mixed_precision(enabled: bool | None = None) -> str:
     """Use "mixed_float16" when a GPU is present (or `enabled` is True); return the policy name."""
-    import keras
-    import tensorflow as tf
+    import tensorflow as tf  # only here: the rest of the course also runs on Keras' JAX backend
 
     if enabled is None:
         enabled = bool(tf.config.list_physical_devices("GPU"))

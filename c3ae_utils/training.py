@@ -30,9 +30,12 @@ with the same weights and metrics as an uninterrupted one: the model is rebuilt 
 weights and optimizer state of `last.keras`, the callbacks' state in `resume.json`, and the input pipeline (whose
 random numbers depend only on the seed and the batch number) is fast-forwarded with `skip`.
 
-This module imports TensorFlow only inside the functions that need it (`train`, the data
-loading), so the losses, metrics and `compile_model` also work on Keras' JAX backend
-(used by `bench/bench_train.py` on GPU machines without TensorFlow).
+FG-NET's leave-one-subject-out protocol (`leave_one_subject_out`) fine-tunes a trained model
+once per held-out subject and returns the predictions; `evaluation.loso_result` measures them.
+
+TensorFlow (and the tf.data `pipeline`) is imported only inside `train` and
+`leave_one_subject_out`, so the losses, metrics and `compile_model` also work on Keras' JAX
+backend (used by `bench/bench_train.py` on GPU machines without TensorFlow).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,8 +58,10 @@ import keras
 import numpy as np
 import pandas as pd
 from keras import ops
+from tqdm.auto import tqdm
 
-from c3ae_utils import age_encoding, paths
+from c3ae_utils import age_encoding, datasets, network, paths, runtime
+from c3ae_utils.faces import cache as face_cache
 
 logger = logging.getLogger(__name__)
 
@@ -277,10 +283,9 @@ class TrainConfig:
     resume: bool = False  # continue an interrupted run of the same name
     overwrite: bool = False  # delete an earlier run of the same name first
     verbose: int | str = "auto"  # Keras fit verbosity; "auto": 1 in a terminal, 2 otherwise
-    crash_after_epoch: int | None = None  # testing: raise SimulatedCrash after this (1-based) epoch
 
     # Settings that may change between an interrupted run and its resumption.
-    RESUMABLE_CHANGES = ("resume", "overwrite", "verbose", "crash_after_epoch")
+    RESUMABLE_CHANGES = ("resume", "overwrite", "verbose")
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -299,9 +304,7 @@ class TrainConfig:
         """A copy with `cache_name` and `run_name` filled in."""
         cache_name = self.cache_name
         if cache_name is None:
-            from c3ae_utils import faces
-
-            cache_name = faces.cache_name(self.dataset, self.max_images)
+            cache_name = face_cache.cache_name(self.dataset, self.max_images)
         run_name = self.run_name or default_run_name(self.dataset, self.loss, self.max_images)
         return dataclasses.replace(self, cache_name=cache_name, run_name=run_name)
 
@@ -317,10 +320,6 @@ class TrainConfig:
 def default_run_name(dataset: str, loss: str, max_images: int | None = None) -> str:
     """`"<dataset>-<loss>"`, plus `"-<max_images>"` for a limited cache (e.g. `utkface-focal-400`)."""
     return f"{dataset}-{loss}" + (f"-{max_images}" if max_images else "")
-
-
-class SimulatedCrash(RuntimeError):
-    """Raised by `TrainConfig(crash_after_epoch=k)` after epoch k was saved (tests of resuming)."""
 
 
 @dataclass
@@ -341,7 +340,7 @@ class Run:
         `compile=False` (enough for predictions, and quiet about a mixed-precision optimizer)."""
         if which not in ("best", "last"):
             raise ValueError(f"which must be 'best' or 'last'; got {which!r}.")
-        return keras.saving.load_model(self.path / f"{which}.keras", compile=compile)
+        return network.load_model(self.path / f"{which}.keras", compile=compile)
 
     def predictions(self) -> pd.DataFrame:
         """Validation predictions: path, age, predicted_age, expected_age, p00..p11."""
@@ -375,9 +374,7 @@ def load_run(path_or_name: str | os.PathLike) -> Run:
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
     """Write JSON atomically (a crash never leaves half a file)."""
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(values, indent=2, default=_json_default) + "\n")
-    os.replace(temporary, path)
+    paths.write_text_atomic(path, json.dumps(values, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:
@@ -389,10 +386,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _save_model(model: keras.Model, path: Path) -> None:
-    """`model.save` atomically (Keras wants the `.keras` suffix on the temporary name too)."""
-    temporary = path.with_name(path.stem + ".tmp.keras")
-    model.save(temporary)
-    os.replace(temporary, path)
+    """`model.save` atomically."""
+    paths.atomic_write(path, model.save)
 
 
 # --------------------------------------------------------------------------------------
@@ -481,9 +476,7 @@ class RunRecorder(keras.callbacks.Callback):
         logs = dict(logs or {})
         self.rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}})
         history = pd.DataFrame(self.rows)
-        temporary = self.folder / "history.csv.tmp"
-        history.to_csv(temporary, index=False)
-        os.replace(temporary, self.folder / "history.csv")
+        paths.atomic_write(self.folder / "history.csv", lambda temporary: history.to_csv(temporary, index=False))
         current = logs.get(MONITOR)
         best = self.state.get("best")
         if current is not None and math.isfinite(current) and (best is None or current < best):
@@ -508,22 +501,11 @@ def _callback_state(callback: keras.callbacks.Callback) -> dict[str, Any]:
     return state
 
 
-class CrashAfterEpoch(keras.callbacks.Callback):
-    """Raises `SimulatedCrash` at the end of epoch `epoch` (1-based), after it was saved."""
-
-    def __init__(self, epoch: int) -> None:
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        if epoch + 1 == self.epoch:
-            raise SimulatedCrash(f"simulated crash after epoch {self.epoch}")
-
-
 def make_callbacks(
     config: TrainConfig, folder: Path, state: dict[str, Any]
 ) -> list[keras.callbacks.Callback]:
-    """Clock, NaN guard, early stopping, plateau schedule, TensorBoard, the run recorder."""
+    """Clock, NaN guard, early stopping, plateau schedule, TensorBoard, the run recorder
+    (which saves the epoch; callbacks passed to `train` run after it)."""
     stateful: dict[str, keras.callbacks.Callback] = {}
     callbacks: list[keras.callbacks.Callback] = [EpochClock(), keras.callbacks.TerminateOnNaN()]
     if config.patience:
@@ -540,8 +522,6 @@ def make_callbacks(
         keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False)
     )
     callbacks.append(RunRecorder(folder, state, stateful))
-    if config.crash_after_epoch:
-        callbacks.append(CrashAfterEpoch(config.crash_after_epoch))
     return callbacks
 
 
@@ -581,25 +561,18 @@ def _prepare_folder(config: TrainConfig) -> tuple[Path, dict[str, Any]]:
 
 def _load_splits(cache_name: str) -> dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
     """Crops uint8 `[m, 3, 64, 64, 3]`, ages float32 `[m]` and table rows of the train and val splits."""
-    from c3ae_utils import faces
-
-    cache = faces.load_cache(cache_name)
+    cache = face_cache.load_cache(cache_name)
     splits = {}
     for split in ("train", "val"):
-        mask = (cache.table["split"] == split).to_numpy(dtype=bool)
-        if not mask.any():
-            raise ValueError(
-                f"The cache {cache_name!r} has no {split!r} rows; it needs train and val splits "
-                "(datasets.split, notebook 01) before training."
-            )
-        table = cache.table[mask].reset_index(drop=True)
-        splits[split] = (cache.crops[mask], table["age"].to_numpy(np.float32), table)
+        positions = datasets.select_split(cache.table, split)
+        table = cache.table.iloc[positions].reset_index(drop=True)
+        splits[split] = (cache.crops[positions], table["age"].to_numpy(np.float32), table)
     return splits
 
 
 def _distribution_strategy():
     """MirroredStrategy over all GPUs when there are several, else the default strategy."""
-    import tensorflow as tf
+    import tensorflow as tf  # see the module docstring: the losses above also run without TensorFlow
 
     if len(tf.config.list_physical_devices("GPU")) > 1:
         return tf.distribute.MirroredStrategy()
@@ -608,8 +581,6 @@ def _distribution_strategy():
 
 def _build_model(config: TrainConfig, train_ages: np.ndarray, steps: int) -> keras.Model:
     """A new C3AE model compiled for `config` (focal weights from the training ages)."""
-    from c3ae_utils import network
-
     model = network.build_c3ae(
         use_se=config.use_se, white_norm=config.white_norm,
         learn_w2=config.learn_w2, w2_init=config.w2_init,
@@ -630,15 +601,16 @@ def _verbosity(verbose: int | str) -> int:
     return int(verbose)
 
 
-def train(config: TrainConfig) -> Run:
+def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> Run:
     """Train C3AE as `config` says; write and return the run (see the module docstring).
 
     With `resume=True`, an unfinished run of the same name continues from its last epoch
-    (and a finished one is returned as it is).
+    (and a finished one is returned as it is). `callbacks` are extra Keras callbacks; they
+    run after the run folder has recorded each epoch.
     """
-    import tensorflow as tf
+    import tensorflow as tf  # see the module docstring: the losses above also run without TensorFlow
 
-    from c3ae_utils import pipeline, runtime
+    from c3ae_utils import pipeline  # tf.data: needs TensorFlow, like the line above
 
     config = config.resolved()
     folder, state = _prepare_folder(config)
@@ -684,7 +656,7 @@ def train(config: TrainConfig) -> Run:
             initial_epoch=state["epoch"],
             steps_per_epoch=steps,
             validation_data=val_data,
-            callbacks=make_callbacks(config, folder, state),
+            callbacks=[*make_callbacks(config, folder, state), *callbacks],
             verbose=_verbosity(config.verbose),
             shuffle=False,  # the pipeline shuffles
         )
@@ -702,10 +674,9 @@ def _finish_run(
     """Evaluate best.keras on the validation split; write predictions.parquet and metrics.json."""
     history = pd.read_csv(folder / "history.csv")
     best_path = folder / ("best.keras" if (folder / "best.keras").exists() else "last.keras")
-    model = keras.saving.load_model(best_path, compile=False)
-    outputs = model.predict(val_crops, batch_size=max(batch_size, 256), verbose=0)
-    distributions = np.asarray(outputs["distribution"], np.float32)
-    predicted = np.asarray(outputs["age"], np.float32).reshape(-1)
+    outputs = network.predict_ages(network.load_model(best_path), val_crops, max(batch_size, 256))
+    distributions = outputs["distribution"]
+    predicted = outputs["age"]
     expected = age_encoding.decode(distributions)
     predictions = pd.DataFrame({
         "path": val_table["path"].astype(str) if "path" in val_table else pd.Series(dtype=str),
@@ -736,6 +707,109 @@ def _finish_run(
     _write_json(folder / "resume.json", state)
     logger.info("Run %s: val MAE %.2f (expected %.2f) after %d epochs.", folder.name,
                 metrics["val_mae"], metrics["val_expected_mae"], metrics["epochs"])
+
+
+# --------------------------------------------------------------------------------------
+# FG-NET leave-one-subject-out fine-tuning (the paper's protocol)
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class LosoFold:
+    """One held-out subject: `test` int64 `[k]` (rows of the cache), the training rows' count,
+    and the predicted ages (years, `[k]`) before and after fine-tuning with the
+    distributions after it (float32 `[k, num_bins]`)."""
+
+    subject: str
+    test: np.ndarray
+    n_train: int
+    ages_before: np.ndarray
+    ages: np.ndarray
+    distributions: np.ndarray
+
+
+@dataclass
+class LosoRun:
+    """Every fold of `leave_one_subject_out` and the settings it ran with."""
+
+    folds: list[LosoFold]
+    settings: dict[str, Any]
+
+
+def subject_folds(table: pd.DataFrame, num_folds: int | None = None, seed: int = 0) -> list[np.ndarray]:
+    """Test positions of leave-one-subject-out folds: one int64 array per held-out subject.
+
+    The folds come from `datasets.loso_folds` (one per subject, sorted). With `num_folds`,
+    a seeded random choice of that many of them (all when None or not fewer than the subjects).
+    """
+    if num_folds is not None and num_folds < 1:
+        raise ValueError(f"num_folds must be >= 1 or None for all subjects (got {num_folds}).")
+    folds = [table.index.get_indexer(test) for _, _, test in datasets.loso_folds(table)]
+    if num_folds is not None and num_folds < len(folds):
+        chosen = np.sort(np.random.default_rng(seed).choice(len(folds), size=num_folds, replace=False))
+        folds = [folds[i] for i in chosen]
+    return [fold.astype(np.int64) for fold in folds]
+
+
+def _reset_optimizer(model: keras.Model) -> None:
+    """Zero the optimizer's state (moments, step count) so each fold starts fresh."""
+    for variable in model.optimizer.variables:
+        if variable.name != "learning_rate":  # Keras 3 keeps the learning rate among them
+            variable.assign(np.zeros(variable.shape, dtype=variable.dtype))
+
+
+def leave_one_subject_out(
+    weights: Any,
+    cache: face_cache.FaceCache | str | Path,
+    num_folds: int | None = None,
+    epochs: int = 5,
+    batch_size: int = 32,
+    learning_rate: float = 2e-4,
+    loss: str = "kl",
+    seed: int = 0,
+    augment: bool = True,
+) -> LosoRun:
+    """For each held-out subject of `cache` (FG-NET), fine-tune a copy of the model on every
+    other subject for `epochs` epochs (Adam at `learning_rate`, the cascade loss with `loss`,
+    the course's augmented tf.data pipeline) and predict the held-out faces.
+
+    `weights` is anything `network.load_model` accepts (a model, run, run name or file).
+    `num_folds` limits the folds to a seeded random subset of subjects; None runs all of
+    them (82 on FG-NET). Every fold starts from the same weights and a fresh optimizer
+    state; the model is compiled once, so its train step is traced once. The focal loss is
+    used with uniform bin weights here (FG-NET's own ages are few).
+    """
+    from c3ae_utils import pipeline  # tf.data: needs TensorFlow (see the module docstring)
+
+    faces_cache = cache if isinstance(cache, face_cache.FaceCache) else face_cache.load_cache(cache)
+    base = network.load_model(weights)
+    model = keras.models.clone_model(base)
+    initial = base.get_weights()
+    model.set_weights(initial)
+    compile_model(model, loss=loss, learning_rate=learning_rate)
+    ages = faces_cache.table["age"].to_numpy(dtype=np.float32)
+    folds = []
+    for number, test in enumerate(tqdm(subject_folds(faces_cache.table, num_folds, seed), desc="LOSO folds", unit="fold")):
+        train_rows = np.setdiff1d(np.arange(len(ages)), test)
+        model.set_weights(initial)
+        before = network.predict_ages(model, faces_cache.crops[test])["age"]
+        if number > 0:
+            _reset_optimizer(model)
+        keras.utils.set_random_seed(seed + number)
+        data = pipeline.make_dataset(
+            faces_cache.crops[train_rows], ages[train_rows], training=True, batch_size=batch_size,
+            seed=seed + number, augment=augment, repeat=True,
+        )
+        steps = pipeline.steps_per_epoch(train_rows.size, batch_size)
+        # The dataset shuffles itself; shuffle=False only silences Keras' warning about it.
+        model.fit(data, epochs=epochs, steps_per_epoch=steps, shuffle=False, verbose=0)
+        after = network.predict_ages(model, faces_cache.crops[test])
+        subject = str(faces_cache.table["subject"].iloc[test[0]])
+        folds.append(LosoFold(subject, test, int(train_rows.size), before, after["age"], after["distribution"]))
+    label = weights.name if isinstance(weights, keras.Model) else network.weights_label(network.resolve_weights(weights))
+    settings = {"model": label, "epochs": epochs, "batch_size": batch_size,
+                "learning_rate": learning_rate, "loss": loss, "seed": seed, "augment": augment}
+    return LosoRun(folds, settings)
 
 
 # --------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.io import savemat
 
-from c3ae_utils import datasets, paths
+from c3ae_utils import age_encoding, datasets, paths
 
 UTKFACE_DECADES = [2867, 1434, 6879, 4250, 2103, 2154, 1235, 655, 472, 158]
 WIKI_CLEANED = 38_138  # mid-year convention; 38,137 with age = photo_taken - birth year
@@ -139,7 +139,7 @@ def test_utkface_has_every_image_with_the_known_age_histogram(utkface: pd.DataFr
     assert len(utkface) == 22_207
     assert list(utkface.columns[:5]) == COMMON_COLUMNS
     assert (utkface["age"].min(), utkface["age"].max()) == (1, 116)
-    assert np.bincount(datasets.age_decade(utkface["age"])).tolist() == UTKFACE_DECADES
+    assert np.bincount(age_encoding.decade(utkface["age"])).tolist() == UTKFACE_DECADES
     assert utkface["path"].str.startswith(str(paths.raw_dir())).all()
     assert utkface["path"].is_unique and Path(utkface["path"].iloc[0]).is_file()
     assert set(utkface["gender"]) == {"male", "female"}
@@ -302,7 +302,7 @@ def test_utkface_split_is_deterministic_and_stratified(utkface: pd.DataFrame) ->
     assert labels.equals(datasets.split(utkface.iloc[::-1], seed=0).loc[utkface.index])
     assert not labels.equals(datasets.split(utkface, seed=1))
     assert labels.value_counts().to_dict() == {"train": 15_545, "val": 3_331, "test": 3_331}
-    decades = pd.Series(datasets.age_decade(utkface["age"]), index=utkface.index)
+    decades = pd.Series(age_encoding.decade(utkface["age"]), index=utkface.index)
     for decade, group in labels.groupby(decades):
         test_count = int((group == "test").sum())
         assert abs(test_count - 0.15 * len(group)) <= 1, decade
@@ -342,8 +342,23 @@ def test_subsample_keeps_split_and_age_proportions(utkface: pd.DataFrame) -> Non
     assert small.equals(datasets.subsample(table, 400, seed=0))
     assert small["split"].value_counts().to_dict() == {"train": 280, "val": 60, "test": 60}
     expected = np.array(UTKFACE_DECADES) / len(table) * 400
-    assert np.abs(np.bincount(datasets.age_decade(small["age"]), minlength=10) - expected).max() <= 2
+    assert np.abs(np.bincount(age_encoding.decade(small["age"]), minlength=10) - expected).max() <= 2
     assert len(datasets.subsample(table, None)) == len(table)
     assert len(datasets.subsample(table, 10**6)) == len(table)
     with pytest.raises(ValueError, match="positive"):
         datasets.subsample(table, 0)
+
+
+def test_select_split_gives_positions_and_names_the_choices() -> None:
+    table = pd.DataFrame({"age": [1, 2, 3, 4], "split": pd.array(["train", "test", pd.NA, "train"],
+                                                                  dtype="string")})
+    assert datasets.select_split(table, "train").tolist() == [0, 3]
+    assert datasets.select_split(table, "train").dtype == np.int64
+    assert datasets.select_split(table, "all").tolist() == [0, 1, 2, 3]
+    assert datasets.select_split(table.drop(columns="split"), "all").tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="'train', 'val', 'test', 'all'"):
+        datasets.select_split(table, "validation")
+    with pytest.raises(ValueError, match="no `split` column; use split='all'"):
+        datasets.select_split(table.drop(columns="split"), "test")
+    with pytest.raises(ValueError, match=re.escape("splits ['test', 'train']")):
+        datasets.select_split(table, "val")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from c3ae_utils import age_encoding, evaluation, network
+from c3ae_utils import age_encoding, datasets, evaluation, faces, network, training
 
 # --------------------------------------------------------------------------- hand-made cases
 
@@ -108,40 +108,31 @@ def test_results_command_without_runs_says_what_to_do(tmp_path, monkeypatch, cap
     assert not (tmp_path / "results.md").exists()
 
 
-def test_seeds_are_aggregated_as_mean_and_std():
-    base = {"loss": "kl", "se": True, "profile": "full", "test_data": "utkface test split",
-            "command": "c3ae train", "epochs": 10, "n": 100, "mae_expected": 6.0, "cs5": 0.5}
+def test_seeds_are_aggregated_by_the_runs_own_settings_not_their_names():
+    config = {"dataset": "utkface", "max_images": None, "loss": "kl", "epochs": 10, "use_se": True,
+              "cache_name": "utkface"}
+    base = {"test_data": "utkface test split", "n": 100, "mae_expected": 6.0, "cs5": 0.5}
     rows = pd.DataFrame(
         [
-            {**base, "run": "utkface-kl-full-seed0", "mae": 6.0, "seed": 0},
-            {**base, "run": "utkface-kl-full-seed1", "mae": 7.0, "seed": 1},
-            {**base, "run": "utkface-focal-full", "loss": "focal", "mae": 5.5, "seed": 0},
+            # two seeds of one setting, under names that say nothing about it
+            {**base, **evaluation._describe_run({**config, "seed": 0}), "run": "first", "mae": 6.0},
+            {**base, **evaluation._describe_run({**config, "seed": 1}), "run": "second", "mae": 7.0},
+            # the same name pattern with another loss is another setting
+            {**base, **evaluation._describe_run({**config, "loss": "focal", "seed": 0}), "run": "first-focal", "mae": 5.5},
         ]
     )
-    rows["setting"] = rows["run"].map(evaluation.setting_name)
     aggregated = evaluation.aggregate_seeds(rows).set_index("setting")
-    assert aggregated.loc["utkface-kl-full", "runs"] == 2
-    assert aggregated.loc["utkface-kl-full", "mae_mean"] == pytest.approx(6.5)
-    assert aggregated.loc["utkface-kl-full", "mae_std"] == pytest.approx(math.sqrt(0.5))
+    assert aggregated.loc["utkface-kl", "runs"] == 2 and aggregated.loc["utkface-focal", "runs"] == 1
+    assert aggregated.loc["utkface-kl", "mae_mean"] == pytest.approx(6.5)
+    assert aggregated.loc["utkface-kl", "mae_std"] == pytest.approx(math.sqrt(0.5))
+    assert aggregated.loc["utkface-kl", "images"] == "all"
     markdown = evaluation.results_markdown(aggregated.reset_index())
     assert "6.50 ± 0.71" in markdown and "| 2 (0, 1) |" in markdown
-    assert "| utkface-focal-full |" in markdown
+    assert "| utkface-focal |" in markdown and "loss='focal'" in markdown
     assert "FG-NET leave-one-subject-out" in markdown  # the paper's protocol is named
 
 
 # --------------------------------------------------------------------------- model plumbing
-
-
-def test_predict_matches_the_model_in_uneven_batches():
-    model = network.build_c3ae(use_se=False)
-    crops = np.random.default_rng(1).integers(0, 256, (7, 3, 64, 64, 3), dtype=np.uint8)
-    ages, distributions = evaluation.predict(model, crops, batch_size=3)
-    direct = model.predict_on_batch(crops.astype(np.float32))
-    assert ages.shape == (7,) and distributions.shape == (7, 12)
-    np.testing.assert_allclose(ages, direct["age"][:, 0], rtol=1e-5, atol=1e-4)
-    np.testing.assert_allclose(distributions, direct["distribution"], rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="crops"):
-        evaluation.predict(model, crops[0])
 
 
 def test_w2_comparison_reads_the_age_kernel():
@@ -158,8 +149,6 @@ def test_w2_comparison_reads_the_age_kernel():
 @pytest.fixture(scope="module")
 def small_run(mirror, tmp_path_factory):
     """~100 real UTKFace faces and ~30 FG-NET faces through MTCNN, and a KL run of one epoch."""
-    from c3ae_utils import datasets, faces, training
-
     root = tmp_path_factory.mktemp("evaluation")
     patch = pytest.MonkeyPatch()
     patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
@@ -216,7 +205,8 @@ def test_grouping_on_a_real_run(small_run):
 def test_leave_one_subject_out_on_real_fgnet_faces(small_run):
     fgnet = small_run["fgnet"]
     before = evaluation.evaluate(small_run["run"], fgnet, split="all")
-    loso = evaluation.leave_one_subject_out(small_run["run"], fgnet, num_folds=2, epochs=1, batch_size=16, seed=3)
+    fine_tuned = training.leave_one_subject_out(small_run["run"], fgnet, num_folds=2, epochs=1, batch_size=16, seed=3)
+    loso = evaluation.loso_result(fine_tuned, fgnet)
     assert len(loso.folds) == 2 and loso.folds["subject"].nunique() == 2
     assert len(loso.predictions) == loso.folds["n_test"].sum()
     assert (loso.folds["n_train"] + loso.folds["n_test"] == len(fgnet.table)).all()
@@ -227,7 +217,7 @@ def test_leave_one_subject_out_on_real_fgnet_faces(small_run):
         reference = before.table.set_index("cache_index").loc[held_out["cache_index"]]
         assert fold.mae_before == pytest.approx(reference["abs_error"].mean(), abs=1e-3)
     assert np.isfinite(loso.mean_mae) and not np.allclose(loso.folds["mae"], loso.folds["mae_before"])
-    assert evaluation.subject_folds(fgnet.table, 2, seed=3)[0].tolist() == sorted(
+    assert training.subject_folds(fgnet.table, 2, seed=3)[0].tolist() == sorted(
         loso.predictions.loc[loso.predictions["fold"] == 0, "cache_index"])
     summary = json.loads(json.dumps(loso.to_dict()))
     assert summary["num_folds"] == 2 and summary["mean_mae"] == pytest.approx(loso.mean_mae)
@@ -238,10 +228,10 @@ def test_results_command_writes_the_table_and_only_the_readme_section(small_run)
     readme.write_text(f"# Course\n\nkeep me\n\n{evaluation.README_START}\nstale\n{evaluation.README_END}\n\nkeep me too\n")
     assert evaluation.main(["results", "--readme", str(readme)]) == 0
     rows = pd.read_csv(small_run["root"] / "artifacts" / "results.csv")
-    assert list(rows["run"]) == ["utkface-kl-quick", "reference v84 (focal, no SE)", "reference v89 (focal, SE)"]
+    assert list(rows["run"]) == ["utkface-kl-quick", "reference-v89", "reference-v84"]
     assert (rows["test_data"] == "utkface test split").all() and rows["mae"].between(0, 120).all()
-    assert rows.loc[0, "profile"] == "quick" and "loss='kl'" in rows.loc[0, "command"]
+    assert str(rows.loc[0, "images"]) == "100" and "loss='kl'" in rows.loc[0, "command"]
     markdown = (small_run["root"] / "artifacts" / "results.md").read_text()
     text = readme.read_text()
     assert text.startswith("# Course\n\nkeep me\n\n") and text.endswith(f"{evaluation.README_END}\n\nkeep me too\n")
-    assert markdown in text and "stale" not in text and "| utkface-kl-quick | kl |" in markdown
+    assert markdown in text and "stale" not in text and "| utkface-kl | kl |" in markdown

@@ -71,8 +71,8 @@ def test_quantized_exports_stay_close(differences) -> None:
 def test_runners_take_any_batch_size(exported, real_crops) -> None:
     for path in exported.values():
         runner = inference.load_runner(path, num_threads=2)
-        batch = inference.run_model(runner, real_crops[:7])
-        single = inference.run_model(runner, real_crops[3:4])
+        batch = network.predict_ages(runner, real_crops[:7], batch_size=7)  # one call of 7
+        single = network.predict_ages(runner, real_crops[3:4])
         assert batch["age"].shape == (7,) and batch["distribution"].shape == (7, 12)
         np.testing.assert_allclose(single["age"], batch["age"][3:4], atol=1e-3)
 

@@ -1,6 +1,8 @@
 """faces.build_cache: all cores, bad input logged, resumable after a crash, shards, loud failures.
 
 Sample: 18 real UTKFace images plus 10 generated problem files (28 rows, chunks of 6).
+Interruptions come from the caller's side, the way a user makes them: a progress callback
+that raises (like Ctrl-C) and a worker initializer that fails; the package has no test hooks.
 """
 
 from __future__ import annotations
@@ -14,10 +16,19 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from c3ae_utils import datasets, faces
+from c3ae_utils import datasets, faces, shapes
 
 CHUNK = 6
-CRASH_AT = 14
+SETUP_FAILURE = "simulated worker set-up failure"
+
+
+class Interrupted(Exception):
+    """Raised by a test's progress callback to stop a build, as Ctrl-C would."""
+
+
+def _fail_worker_setup() -> None:
+    """A worker initializer that cannot start (module level: spawned workers import it)."""
+    raise RuntimeError(SETUP_FAILURE)
 
 
 def _write_problem_files(folder: Path, sources: list[str]) -> dict[str, str]:
@@ -84,7 +95,7 @@ def _digests(folder: Path, skip: str = "shards") -> dict[str, str]:
 def test_cache_holds_crops_table_and_failures(reference_cache, inputs):
     table, problems = inputs
     cache = faces.load_cache(reference_cache)
-    assert cache.crops.dtype == np.uint8 and cache.crops.shape == (len(cache.table), 3, 64, 64, 3)
+    assert cache.crops.dtype == np.uint8 and cache.crops.shape == (len(cache.table), *shapes.CROPS_SHAPE)
     for column in ("path", "age", "split", "yaw", "pitch", "roll", "confidence"):
         assert column in cache.table, column
     assert cache.table["split"].notna().all()
@@ -112,16 +123,27 @@ def test_cache_holds_crops_table_and_failures(reference_cache, inputs):
 def test_interrupted_build_resumes_to_an_identical_cache(reference_cache, inputs, tmp_path):
     table, _ = inputs
     folder = tmp_path / "resumed"
-    with pytest.raises(RuntimeError, match="Injected crash"):
-        faces.build_cache(table, folder, workers=2, chunk_size=CHUNK, stop_after=CRASH_AT, progress=False)
+
+    def stop_after_first_chunk(index: int) -> None:
+        raise Interrupted(f"stopped after chunk {index}")
+
+    # One worker: the chunks already handed to it finish, the queued rest is dropped.
+    with pytest.raises(Interrupted):
+        faces.build_cache(table, folder, workers=1, chunk_size=CHUNK, progress=False,
+                          on_chunk_done=stop_after_first_chunk)
     assert not (folder / "manifest.parquet").exists()
-    crashed_chunk = CRASH_AT // CHUNK
-    assert not (folder / "chunks" / f"chunk-{crashed_chunk:05d}.parquet").exists()
-    # A write that was cut off leaves a temporary file behind; the re-run must ignore it.
-    (folder / "chunks" / f"chunk-{crashed_chunk:05d}.npy.tmp-99999").write_bytes(b"partial")
-    faces.build_cache(table, folder, workers=2, chunk_size=CHUNK, progress=False)
+    num_chunks = -(-len(table) // CHUNK)
+    missing = [i for i in range(num_chunks) if not (folder / "chunks" / f"chunk-{i:05d}.parquet").exists()]
+    assert missing, "the interruption should leave chunks to do"
+    # A write that was cut off leaves a temporary file behind (paths.atomic_write's naming,
+    # and the naming of caches started before it); the re-run must remove them.
+    (folder / "chunks" / f"chunk-{missing[0]:05d}.tmp-99999.npy").write_bytes(b"partial")
+    (folder / "chunks" / f"chunk-{missing[0]:05d}.npy.tmp-99998").write_bytes(b"partial")
+    redone: list[int] = []
+    faces.build_cache(table, folder, workers=2, chunk_size=CHUNK, progress=False, on_chunk_done=redone.append)
+    assert sorted(redone) == missing  # finished chunks are kept, not processed again
     assert _digests(folder) == _digests(reference_cache)
-    assert not list(folder.rglob("*.tmp-*"))
+    assert not list(folder.rglob("*tmp-*"))
 
 
 def test_shards_merge_into_an_identical_cache(reference_cache, inputs, tmp_path):
@@ -136,11 +158,22 @@ def test_shards_merge_into_an_identical_cache(reference_cache, inputs, tmp_path)
     assert _digests(folder) == _digests(reference_cache)
 
 
-def test_worker_setup_failure_stops_the_build(inputs, tmp_path, monkeypatch):
+def test_worker_setup_failure_stops_the_build(inputs, tmp_path, capfd):
     table, _ = inputs
-    monkeypatch.setenv("C3AE_TEST_FAIL_WORKER_SETUP", "1")
+    folder = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="worker failed"):
-        faces.build_cache(table.head(4), tmp_path / "broken", workers=2, chunk_size=2, progress=False)
+        faces.build_cache(table.head(4), folder, workers=1, chunk_size=2, progress=False,
+                          worker_initializer=_fail_worker_setup)
+    # The worker's own traceback names the cause (not, say, an import error in the worker).
+    assert SETUP_FAILURE in capfd.readouterr().err
+    assert not list((folder / "chunks").iterdir())
+
+
+def test_worker_initializer_must_reach_the_workers(inputs, tmp_path):
+    table, _ = inputs
+    with pytest.raises(ValueError, match="module-level function"):
+        faces.build_cache(table.head(4), tmp_path / "lambda", worker_initializer=lambda: None)
+    assert not (tmp_path / "lambda").exists()
 
 
 def test_a_cache_refuses_a_different_table(reference_cache, inputs):

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from c3ae_utils import datasets, faces
+from c3ae_utils import datasets, faces, shapes
 
 UTK_DETECTION_SAMPLE = 300
 FGNET_DETECTION_SAMPLE = 100
@@ -249,7 +249,7 @@ def test_context_crops_pad_with_black_outside_the_image():
     image = np.full((100, 100, 3), 200, np.uint8)
     face = faces.Face([-40, -40, 60, 60], 0.9, [[0, 0], [20, 0], [10, 10], [0, 30], [20, 30]])
     crops = faces.context_crops(image, face)
-    assert crops.shape == (3, 64, 64, 3) and crops.dtype == np.uint8
+    assert crops.shape == shapes.CROPS_SHAPE and crops.dtype == np.uint8
     assert (crops[0, :10, :10] == 0).all() and (crops[0, -5:, -5:] == 200).all()
 
 
@@ -271,7 +271,7 @@ def test_crops_are_nested_around_the_nose(processed):
         assert boxes[1][1] >= boxes[0][1]  # the middle square never pokes out of the outer's top
         inner_in_middle += _inside(boxes[2], boxes[1])
         inner_in_outer += _inside(boxes[2], boxes[0])
-        assert result.faces[0].crops.shape == (3, 64, 64, 3)
+        assert result.faces[0].crops.shape == shapes.CROPS_SHAPE
     assert inner_in_middle >= 0.95 * len(processed) and inner_in_outer >= 0.95 * len(processed)
 
 
@@ -328,7 +328,7 @@ def test_tiny_images_are_upscaled_or_rejected(face_image, detector):
     assert found and found[0].box[2] <= 33 and found[0].box[3] <= 33
     assert faces.process_image(small, detector=detector).reason == faces.REASON_SMALL_FACE
     kept = faces.process_image(small, policy="inference", detector=detector)
-    assert kept.ok and kept.faces[0].crops.shape == (3, 64, 64, 3)
+    assert kept.ok and kept.faces[0].crops.shape == shapes.CROPS_SHAPE
 
 
 def test_very_large_image_is_detected_on_a_downscaled_copy(face_image, detector):
@@ -341,7 +341,7 @@ def test_very_large_image_is_detected_on_a_downscaled_copy(face_image, detector)
     assert found and faces.box_iou(found[0].box, expected) > 0.7
     assert np.abs(found[0].landmarks - (reference.landmarks * 6 + [2000, 1000])).max() < 60
     result = faces.process_image(canvas, detector=detector)
-    assert result.ok and result.faces[0].crops.shape == (3, 64, 64, 3)
+    assert result.ok and result.faces[0].crops.shape == shapes.CROPS_SHAPE
 
 
 def test_flat_image_has_no_face(detector):

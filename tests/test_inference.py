@@ -128,7 +128,7 @@ def test_images_must_be_rgb_uint8(model) -> None:
     with pytest.raises(ValueError, match="RGB uint8"):
         estimator.predict_image(np.zeros((64, 64, 3), np.float32))
     with pytest.raises(ValueError, match=r"\[n, 3, 64, 64, 3\]"):
-        inference.run_model(model, np.zeros((2, 64, 64, 3), np.uint8))
+        estimator.predict_crops(np.zeros((2, 64, 64, 3), np.uint8))
 
 
 def test_from_weights_accepts_runs_keras_files_and_reference_h5(
@@ -139,24 +139,30 @@ def test_from_weights_accepts_runs_keras_files_and_reference_h5(
     run_folder.mkdir(parents=True)
     model.save(run_folder / "best.keras")
     crops = np.random.default_rng(0).integers(0, 256, (4, 3, 64, 64, 3), dtype=np.uint8)
-    expected = inference.run_model(model, crops)["age"]
+    expected = network.predict_ages(model, crops)["age"]
     for spec in ("utkface-focal-test", run_folder, run_folder / "best.keras", reference_h5):
         estimator = inference.AgeEstimator.from_weights(spec)
         np.testing.assert_allclose(estimator.predict_crops(crops)["age"], expected, atol=1e-4)
     assert inference.AgeEstimator.from_weights("utkface-focal-test").name == "utkface-focal-test"
+    # the reference weights by name: fetched (from the mirror) to the same bytes as the path
+    monkeypatch.setenv("C3AE_DATA_DIR", str(tmp_path / "raw"))
+    by_name = inference.AgeEstimator.from_weights("reference-v89")
+    assert by_name.name == reference_h5.stem
+    np.testing.assert_array_equal(by_name.predict_crops(crops)["age"],
+                                  inference.AgeEstimator.from_weights(reference_h5).predict_crops(crops)["age"])
 
 
 def test_bad_weights_say_what_to_do(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("C3AE_ARTIFACTS_DIR", str(tmp_path))
     (tmp_path / "runs" / "unfinished").mkdir(parents=True)
     with pytest.raises(FileNotFoundError, match="runs"):
-        inference.resolve_weights("no-such-run")
+        network.resolve_weights("no-such-run")
     with pytest.raises(FileNotFoundError, match="best.keras"):
-        inference.resolve_weights("unfinished")
+        network.resolve_weights("unfinished")
     text_file = tmp_path / "weights.txt"
     text_file.write_text("not weights")
     with pytest.raises(ValueError, match=".keras or .h5"):
-        inference.resolve_weights(text_file)
+        network.resolve_weights(text_file)
 
 
 def test_predict_video_writes_an_annotated_video_and_a_csv(model, demo, tmp_path) -> None:

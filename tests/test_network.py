@@ -240,9 +240,17 @@ def test_invalid_options_raise(options: dict) -> None:
         network.build_c3ae(**options)
 
 
-def test_predict_ages_checks_shape() -> None:
-    model = network.build_c3ae()
-    result = network.predict_ages(model, random_crops(3), batch_size=2)
-    assert result["age"].shape == (3,) and result["distribution"].shape == (3, 12)
+def test_predict_ages_matches_the_model_in_uneven_padded_batches() -> None:
+    model = network.build_c3ae(use_se=False)
+    crops = np.random.default_rng(1).integers(0, 256, (7, 3, 64, 64, 3), dtype=np.uint8)
+    result = network.predict_ages(model, crops, batch_size=3)  # batches of 2 + 2 + 2 + 1 padded
+    direct = model.predict_on_batch(crops.astype(np.float32))
+    assert result["age"].shape == (7,) and result["distribution"].shape == (7, 12)
+    np.testing.assert_allclose(result["age"], direct["age"][:, 0], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(result["distribution"], direct["distribution"], rtol=1e-5, atol=1e-6)
+    empty = network.predict_ages(model, crops[:0])
+    assert empty["age"].shape == (0,) and empty["distribution"].shape == (0, 12)
     with pytest.raises(ValueError, match=r"\[n, 3, 64, 64, 3\]"):
         network.predict_ages(model, random_crops(2)[:, 0])
+    with pytest.raises(ValueError, match="batch_size"):
+        network.predict_ages(model, crops, batch_size=0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from c3ae_utils import faces, paths, runtime
+from c3ae_utils import course, faces, paths
 
 pytestmark = pytest.mark.notebook
 
@@ -13,7 +13,7 @@ pytestmark = pytest.mark.notebook
 def test_notebook_02_writes_the_caches(course_run):
     executed = course_run.run("02")
     assert executed.exists()
-    max_images = runtime.profile_parameters("quick")["MAX_IMAGES"]
+    max_images = course.profile_parameters("quick")["MAX_IMAGES"]
     for dataset, minimum_yield in (("utkface", 0.97), ("fgnet", 0.95)):
         cache = faces.load_cache(faces.cache_name(dataset, max_images))
         assert cache.path.parent == paths.cache_dir()

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from c3ae_utils import faces, paths, runtime, training
+from c3ae_utils import course, faces, paths, training
 
-QUICK = runtime.profile_parameters("quick")
+QUICK = course.profile_parameters("quick")
 
 
 @pytest.mark.notebook

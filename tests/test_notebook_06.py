@@ -81,7 +81,7 @@ def test_tables_results_and_figures_were_written(report):
     folds = pd.read_csv(metrics_dir / "error_analysis_loso_folds.csv")
     assert len(folds) == report["loso"]["num_folds"]
     results = (paths.artifacts_dir() / "results.md").read_text()
-    assert "focal" in results and "reference v89" in results and "FG-NET leave-one-subject-out" in results
+    assert "focal" in results and "reference-v89" in results and "FG-NET leave-one-subject-out" in results
     for name in ("cumulative_scores", "error_by_age", "errors_by_group", "worst_predictions",
                  "bin_confusion", "w2_vs_bins", "fgnet_loso"):
         assert (paths.figures_dir() / f"06_{name}.png").stat().st_size > 1000, name

@@ -200,10 +200,26 @@ def test_a_run_writes_its_folder(uninterrupted):
     np.testing.assert_allclose(ages, predictions["predicted_age"], atol=1e-3)
 
 
+class CrashAfterEpoch(keras.callbacks.Callback):
+    """Stops training like a crash at the end of epoch `epoch` (1-based), after the run saved it."""
+
+    def __init__(self, epoch: int) -> None:
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if epoch + 1 == self.epoch:
+            raise SimulatedCrash(f"simulated crash after epoch {self.epoch}")
+
+
+class SimulatedCrash(RuntimeError):
+    """What `CrashAfterEpoch` raises."""
+
+
 def test_an_interrupted_run_resumes_to_the_same_result(uninterrupted):
     settings = {**BASE, "run_name": "interrupted"}
-    with pytest.raises(training.SimulatedCrash):
-        training.train(training.TrainConfig(crash_after_epoch=2, **settings))
+    with pytest.raises(SimulatedCrash):
+        training.train(training.TrainConfig(**settings), callbacks=[CrashAfterEpoch(2)])
     folder = training.run_dir("interrupted")
     assert json.loads((folder / "resume.json").read_text())["epoch"] == 2
     assert not (folder / "metrics.json").exists()

@@ -1,0 +1,662 @@
+"""The face cache: a whole metadata table preprocessed once, on every core, into crops on disk.
+
+`build_cache(table, cache_name)` runs `processing.process_images` (training policy by
+default) over the table's `path` column in chunks, in worker processes, and
+`load_cache(cache_name)` gives the result back as a `FaceCache`. From a terminal:
+
+    python -m c3ae_utils.faces build-cache --dataset utkface [--max-images N]
+        [--shard i/n] [--workers K]          (also `c3ae cache build-cache ...`)
+
+Layout (`paths.cache_dir() / cache_name /`):
+
+| file | content |
+| --- | --- |
+| `config.json` | the settings the cache was built with (a re-run must match them) |
+| `table.parquet` | the input metadata table, in processing order |
+| `chunks/chunk-NNNNN.npy` | uint8 `[k, 3, 64, 64, 3]`: the crops of the chunk's k usable faces |
+| `chunks/chunk-NNNNN.parquet` | one row per input image of the chunk: metadata, status, reason, pose |
+| `shards/shard-i-of-n.parquet` | the rows of one shard's chunks (written when a shard finishes) |
+| `manifest.parquet` | every usable face, row-aligned with the concatenated crops |
+| `failures.csv` | path, reason, detail for every image that gave no usable face |
+
+Crops are RGB, ordered outer/middle/inner (`shapes.SCALE_NAMES`), raw 0-255 values; they
+take 3 x 64 x 64 x 3 = 36,864 bytes per face, about 369 MB per 10,000 faces. Every file is
+written atomically (`paths.atomic_write`), so an interrupted build resumes where it stopped
+and ends byte-identical to an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import pickle
+import sys
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from c3ae_utils import datasets, paths
+from c3ae_utils.faces.detection import Detector
+from c3ae_utils.faces.images import REASON_TOO_SMALL_IMAGE, REASON_UNREADABLE
+from c3ae_utils.faces.processing import (
+    REASON_NO_FACE,
+    REASON_SECOND_FACE,
+    REASON_SMALL_FACE,
+    ProcessedFace,
+    ProcessResult,
+    Settings,
+    process_images,
+)
+from c3ae_utils.shapes import CHANNELS, CROP_SIZE, NUM_SCALES
+
+logger = logging.getLogger(__name__)
+
+CACHE_FORMAT = 1
+CHUNK_SIZE = 64  # images per chunk file
+RESULT_COLUMNS = (
+    "row",
+    "face_index",
+    "status",
+    "reason",
+    "detail",
+    "confidence",
+    "yaw",
+    "pitch",
+    "roll",
+    "box_x1",
+    "box_y1",
+    "box_x2",
+    "box_y2",
+    "chip_source",
+)
+_FLOAT_COLUMNS = ("confidence", "yaw", "pitch", "roll", "box_x1", "box_y1", "box_x2", "box_y2")
+_TEXT_COLUMNS = ("status", "reason", "detail", "chip_source")
+
+
+@dataclass
+class FaceCache:
+    """A loaded face cache.
+
+    `crops`: uint8 [n, 3, 64, 64, 3] (outer, middle, inner; RGB); `table`: n rows aligned
+    with `crops`: the metadata columns (path, age, gender, ..., split) plus yaw, pitch, roll
+    (degrees), confidence and the face box (pixels of the original image); `failures`:
+    path, reason, detail per image that gave no usable face; `path`: the cache folder.
+    """
+
+    crops: np.ndarray
+    table: pd.DataFrame
+    failures: pd.DataFrame
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+
+def cache_name(dataset: str, max_images: int | None = None) -> str:
+    """The cache folder name of a dataset: "utkface" for all images, "utkface-n400" for 400."""
+    if not dataset or "/" in dataset:
+        raise ValueError(f"Invalid dataset name {dataset!r}.")
+    return dataset if max_images is None else f"{dataset}-n{int(max_images)}"
+
+
+def cache_path(name_or_path: str | Path) -> Path:
+    """The folder of a cache given its name (under `paths.cache_dir()`) or its path."""
+    candidate = Path(name_or_path)
+    if candidate.is_absolute() or len(candidate.parts) > 1:
+        return candidate
+    return paths.cache_dir() / str(name_or_path)
+
+
+def default_workers() -> int:
+    """Cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------------------
+# Files of a cache
+# --------------------------------------------------------------------------------------
+
+
+def _chunk_stem(index: int) -> str:
+    return f"chunk-{index:05d}"
+
+
+def _write_parquet(table: pd.DataFrame, target: Path) -> None:
+    paths.atomic_write(target, lambda temporary: table.to_parquet(temporary, index=False))
+
+
+def _write_npy(array: np.ndarray, target: Path) -> None:
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+
+    paths.atomic_write(target, write)
+
+
+def _chunk_complete(folder: Path, index: int) -> bool:
+    """True when both files of chunk `index` exist in `folder` (the parquet is written last)."""
+    stem = _chunk_stem(index)
+    return (folder / f"{stem}.parquet").exists() and (folder / f"{stem}.npy").exists()
+
+
+def _remove_stale_temporaries(folder: Path, chunks: Iterable[int]) -> None:
+    """Delete the temporary files an interrupted run left for these chunks.
+
+    `paths.atomic_write` names them `chunk-NNNNN.tmp-PID.npy`; caches started before it
+    was used have `chunk-NNNNN.npy.tmp-PID`.
+    """
+    for index in chunks:
+        stem = _chunk_stem(index)
+        for pattern in (f"{stem}.tmp-*", f"{stem}.*.tmp-*"):
+            for stale in folder.glob(pattern):
+                stale.unlink(missing_ok=True)
+
+
+def _read_chunk_tables(chunks_dir: Path, indices: Iterable[int]) -> pd.DataFrame:
+    frames = [pd.read_parquet(chunks_dir / f"{_chunk_stem(index)}.parquet") for index in indices]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _table_fingerprint(table: pd.DataFrame) -> str:
+    """SHA-256 of the table's columns and values in order: identifies the input of a cache
+    (a changed split or label makes a different cache, never a silently stale one)."""
+    digest = hashlib.sha256(json.dumps([str(c) for c in table.columns]).encode())
+    digest.update(pd.util.hash_pandas_object(table.astype(str), index=False).to_numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _cache_config(table: pd.DataFrame, chunk_size: int, settings: Settings, detector: Detector) -> dict:
+    """The content of `config.json`: input fingerprint, chunking, settings, detector options."""
+    return {
+        "format": CACHE_FORMAT,
+        "num_images": int(len(table)),
+        "chunk_size": int(chunk_size),
+        "num_chunks": int(math.ceil(len(table) / chunk_size)),
+        "table_sha256": _table_fingerprint(table),
+        "settings": {key: getattr(settings, key) for key in Settings.__dataclass_fields__},
+        "detector": {
+            "max_side": detector.max_side,
+            "min_side": detector.min_side,
+            "thresholds": list(detector.thresholds),
+            "retry_thresholds": list(detector.retry_thresholds),
+            "retry_padding": detector.retry_padding,
+            "batch_size": detector.batch_size,
+        },
+    }
+
+
+def _prepare_cache_folder(folder: Path, table: pd.DataFrame, config: dict) -> None:
+    """Create the folder, or check that an existing one was started with the same input."""
+    paths.ensure_dir(folder / "chunks")
+    paths.ensure_dir(folder / "shards")
+    config_file = folder / "config.json"
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    if config_file.exists():
+        if json.loads(config_file.read_text()) != json.loads(text):
+            raise ValueError(
+                f"{folder} holds a cache built from a different table or with other settings. "
+                "Delete the folder or choose another cache name."
+            )
+    else:
+        paths.write_text_atomic(config_file, text)
+    if not (folder / "table.parquet").exists():
+        _write_parquet(table, folder / "table.parquet")
+
+
+# --------------------------------------------------------------------------------------
+# One chunk's rows
+# --------------------------------------------------------------------------------------
+
+
+def _failure_record(row: int, result: ProcessResult) -> dict:
+    return {"row": row, "face_index": -1, "status": "failed", "reason": result.reason,
+            "detail": result.detail, "chip_source": ""}
+
+
+def _face_record(row: int, face_index: int, processed: ProcessedFace) -> dict:
+    x1, y1, x2, y2 = (float(v) for v in processed.face.box)
+    return {
+        "row": row, "face_index": face_index, "status": "ok", "reason": "", "detail": "",
+        "confidence": processed.face.confidence, "yaw": processed.yaw,
+        "pitch": processed.pitch, "roll": processed.roll, "box_x1": x1, "box_y1": y1,
+        "box_x2": x2, "box_y2": y2, "chip_source": processed.aligned.source,
+    }
+
+
+def _typed_frame(records: list[dict]) -> pd.DataFrame:
+    """The records as a `RESULT_COLUMNS` table with fixed dtypes (NaN / "" where missing)."""
+    frame = pd.DataFrame.from_records(records, columns=list(RESULT_COLUMNS))
+    for column in ("row", "face_index"):
+        frame[column] = frame[column].astype(np.int64)
+    for column in _FLOAT_COLUMNS:
+        frame[column] = frame[column].astype(np.float64)
+    for column in _TEXT_COLUMNS:
+        frame[column] = frame[column].fillna("").astype(str)
+    return frame
+
+
+def _result_rows(
+    results: Sequence[ProcessResult], rows: Sequence[int], crop_size: int = CROP_SIZE
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """One table row per kept face (or per failed image) and the crops, uint8 [k, 3, s, s, 3]."""
+    records, crops = [], []
+    for row, result in zip(rows, results, strict=True):
+        if not result.ok:
+            records.append(_failure_record(row, result))
+            continue
+        for face_index, processed in enumerate(result.faces):
+            records.append(_face_record(row, face_index, processed))
+            crops.append(processed.crops)
+    empty_shape = (0, NUM_SCALES, crop_size, crop_size, CHANNELS)
+    stacked = np.stack(crops) if crops else np.zeros(empty_shape, dtype=np.uint8)
+    return _typed_frame(records), stacked
+
+
+# --------------------------------------------------------------------------------------
+# Workers
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _ChunkJob:
+    """One chunk for a worker: its index, first row, image paths and metadata rows."""
+
+    index: int
+    start: int
+    paths: list[str]
+    metadata: pd.DataFrame
+    settings: Settings
+    folder: str
+
+
+# Worker state: one Detector per process, built by the pool's initializer.
+_WORKER_DETECTOR: Detector | None = None
+
+
+def _use_one_thread_per_library() -> None:
+    """Keep OpenCV and TensorFlow to one thread each: the pool already uses every core."""
+    os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    cv2.setNumThreads(1)
+    # Lazy: TensorFlow is heavy; only worker processes need it here, to cap its thread
+    # pools before mtcnn builds its networks.
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _init_worker(detector_options: dict, worker_initializer: Callable[[], None] | None) -> None:
+    """Set up a pool worker: one thread per library, a built and warmed-up detector, then
+    the caller's `worker_initializer`.
+
+    Any exception here breaks the pool, and `build_cache` stops with an error (a
+    `multiprocessing.Pool` would instead restart failing workers silently, forever).
+    """
+    global _WORKER_DETECTOR
+    _use_one_thread_per_library()
+    detector = Detector(**detector_options)
+    detector.detect(np.zeros((64, 64, 3), dtype=np.uint8))  # builds and warms up the networks
+    _WORKER_DETECTOR = detector
+    if worker_initializer is not None:
+        worker_initializer()
+
+
+def _process_chunk(job: _ChunkJob) -> tuple[int, int, int]:
+    """Process one chunk in a worker and write its files; returns (chunk, images, faces)."""
+    rows = list(range(job.start, job.start + len(job.paths)))
+    results = process_images(job.paths, detector=_WORKER_DETECTOR, settings=job.settings)
+    frame, crops = _result_rows(results, rows, job.settings.crop_size)
+    metadata = job.metadata.reset_index(drop=True)
+    frame = metadata.iloc[frame["row"].to_numpy() - job.start].reset_index(drop=True).join(frame)
+    stem = _chunk_stem(job.index)
+    _write_npy(crops, Path(job.folder) / f"{stem}.npy")
+    _write_parquet(frame, Path(job.folder) / f"{stem}.parquet")  # written last: marks the chunk complete
+    return job.index, len(rows), len(crops)
+
+
+def _run_jobs(
+    jobs: list[_ChunkJob],
+    workers: int,
+    initargs: tuple[dict, Callable[[], None] | None],
+    on_result: Callable[[int, int], None],
+) -> None:
+    """Run chunk jobs on a spawn-context process pool; `on_result(chunk, images)` in the
+    parent after each finished chunk. Fails loudly when a worker cannot start or dies."""
+    context = multiprocessing.get_context("spawn")
+    executor = concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs
+    )
+    try:
+        futures = [executor.submit(_process_chunk, job) for job in jobs]
+        for future in concurrent.futures.as_completed(futures):
+            index, images, _ = future.result()
+            on_result(index, images)
+    except BrokenProcessPool as error:
+        raise RuntimeError(
+            "A preprocessing worker failed while starting or died (see its traceback above). "
+            "Fix the cause and run again: finished chunks are kept."
+        ) from error
+    finally:
+        # On an error or Ctrl-C: drop queued chunks, let running ones finish their atomic writes.
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+# --------------------------------------------------------------------------------------
+# Building, finishing and loading
+# --------------------------------------------------------------------------------------
+
+
+def _parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
+    """(index, count) of a shard given as None (the whole table), (i, n) or "i/n"."""
+    if shard is None:
+        return 0, 1
+    if isinstance(shard, str):
+        try:
+            index, count = (int(part) for part in shard.split("/"))
+        except ValueError as error:
+            raise ValueError(f"Shard must look like 'i/n' (e.g. 0/4), got {shard!r}.") from error
+    else:
+        index, count = shard
+    if not 0 <= index < count:
+        raise ValueError(f"Shard index must be in [0, {count}), got {index}.")
+    return index, count
+
+
+def _check_build_input(table: pd.DataFrame, chunk_size: int) -> None:
+    if "path" not in table:
+        raise ValueError("The table needs a 'path' column; build it with datasets.load_metadata.")
+    if table.empty:
+        raise ValueError("Cannot build a cache from an empty table.")
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
+
+
+def _check_picklable(worker_initializer: Callable[[], None] | None) -> None:
+    try:
+        pickle.dumps(worker_initializer)
+    except (pickle.PicklingError, AttributeError, TypeError) as error:
+        raise ValueError(
+            "worker_initializer must be a module-level function (it is sent to spawned worker "
+            f"processes); got {worker_initializer!r}."
+        ) from error
+
+
+def _chunk_job(table: pd.DataFrame, index: int, chunk_size: int, settings: Settings, folder: Path) -> _ChunkJob:
+    """The job of chunk `index`: rows [index * chunk_size, (index + 1) * chunk_size) of `table`."""
+    start = index * chunk_size
+    rows = table.iloc[start : min(start + chunk_size, len(table))]
+    return _ChunkJob(index, start, rows["path"].astype(str).tolist(), rows, settings, str(folder))
+
+
+def build_cache(
+    table: pd.DataFrame,
+    cache_name: str | Path,
+    shard: tuple[int, int] | str | None = None,
+    workers: int | None = None,
+    chunk_size: int = CHUNK_SIZE,
+    settings: Settings | None = None,
+    detector_options: dict | None = None,
+    progress: bool = True,
+    *,
+    on_chunk_done: Callable[[int], None] | None = None,
+    worker_initializer: Callable[[], None] | None = None,
+) -> Path:
+    """Preprocess every image of a metadata table into `paths.cache_dir() / cache_name`.
+
+    `table` needs a `path` column; its other columns are kept, row-aligned with the crops.
+    Images are processed in chunks of `chunk_size` rows (in table order) by `workers`
+    processes (default: every core), each chunk written atomically, so an interrupted
+    build resumes where it stopped and ends byte-identical to an uninterrupted one.
+    `shard=(i, n)` (or "i/n") processes only chunks i, i + n, i + 2n, ...: shards can run
+    in separate processes or machines on copies of the same folder; whichever finishes last
+    (or `finalize_cache`) merges them. `settings`: the per-image policy (`Settings`);
+    `detector_options`: keyword arguments of each worker's `Detector`.
+
+    `on_chunk_done(chunk_index)` is called in this process after each chunk's files are
+    written (e.g. to drive a progress display); an exception it raises stops the build,
+    keeping finished chunks. `worker_initializer()` runs in each worker once its detector
+    is ready; an exception there stops the build with a `RuntimeError`. Workers are started
+    with "spawn", so it must be a module-level function the workers can import, and a
+    script that calls `build_cache` needs the usual `if __name__ == "__main__":` guard
+    (notebooks need nothing). Returns the cache folder.
+    """
+    _check_build_input(table, chunk_size)
+    _check_picklable(worker_initializer)
+    settings = settings or Settings()
+    detector_options = dict(detector_options or {})
+    shard_index, shard_count = _parse_shard(shard)
+    table = table.reset_index(drop=True)
+    folder = cache_path(cache_name)
+    config = _cache_config(table, chunk_size, settings, Detector(**detector_options))
+    _prepare_cache_folder(folder, table, config)
+    chunks_dir = folder / "chunks"
+    owned = list(range(shard_index, config["num_chunks"], shard_count))
+    _remove_stale_temporaries(chunks_dir, owned)
+    jobs = [_chunk_job(table, index, chunk_size, settings, chunks_dir) for index in owned]
+    pending = [job for job in jobs if not _chunk_complete(chunks_dir, job.index)]
+    if pending:
+        _run_pending(
+            pending, sum(len(job.paths) for job in jobs), workers, (detector_options, worker_initializer),
+            on_chunk_done, label=folder.name, progress=progress,
+        )
+    _finish_shard(folder, owned, shard_index, shard_count, config["num_chunks"])
+    return folder
+
+
+def _run_pending(
+    pending: list[_ChunkJob],
+    shard_images: int,
+    workers: int | None,
+    initargs: tuple[dict, Callable[[], None] | None],
+    on_chunk_done: Callable[[int], None] | None,
+    *,
+    label: str,
+    progress: bool,
+) -> None:
+    """Run the unfinished chunks with a progress bar over the shard's `shard_images` images."""
+    workers = max(1, min(workers or default_workers(), len(pending)))
+    logger.info("%s: %d chunks to do with %d workers", label, len(pending), workers)
+    done = shard_images - sum(len(job.paths) for job in pending)
+    bar = tqdm(total=shard_images, initial=done, unit="img", desc=f"cache {label}", disable=not progress)
+    try:
+        _run_jobs(pending, workers, initargs, _progress_callback(bar, on_chunk_done))
+    finally:
+        bar.close()
+
+
+def _progress_callback(bar: tqdm, on_chunk_done: Callable[[int], None] | None) -> Callable[[int, int], None]:
+    """`on_result` for `_run_jobs`: advance the bar by the chunk's images, then the caller's callback."""
+
+    def finished(index: int, images: int) -> None:
+        bar.update(images)
+        if on_chunk_done is not None:
+            on_chunk_done(index)
+
+    return finished
+
+
+def _finish_shard(folder: Path, owned: list[int], shard_index: int, shard_count: int, num_chunks: int) -> None:
+    """Write the shard's table, and merge the cache when every shard is complete."""
+    _write_shard_manifest(folder, owned, shard_index, shard_count)
+    if all(_chunk_complete(folder / "chunks", index) for index in range(num_chunks)):
+        finalize_cache(folder)
+    else:
+        logger.info("%s: shard %d/%d done; other shards still missing", folder.name, shard_index, shard_count)
+
+
+def _write_shard_manifest(folder: Path, owned: list[int], shard_index: int, shard_count: int) -> None:
+    """Write `shards/shard-i-of-n.parquet` once every chunk of the shard is complete."""
+    chunks_dir = folder / "chunks"
+    if not all(_chunk_complete(chunks_dir, index) for index in owned):
+        return
+    table = _read_chunk_tables(chunks_dir, owned)
+    _write_parquet(table, folder / "shards" / f"shard-{shard_index}-of-{shard_count}.parquet")
+
+
+def _read_config(folder: Path) -> dict:
+    config_file = folder / "config.json"
+    if not config_file.exists():
+        raise FileNotFoundError(f"{folder} is not a face cache (no config.json); run build_cache first.")
+    return json.loads(config_file.read_text())
+
+
+def _check_all_chunks(folder: Path, num_chunks: int) -> None:
+    """Raise `FileNotFoundError` naming the missing chunks, if any."""
+    chunks_dir = folder / "chunks"
+    missing = [index for index in range(num_chunks) if not _chunk_complete(chunks_dir, index)]
+    if missing:
+        raise FileNotFoundError(
+            f"{folder}: {len(missing)} chunks are missing (first: {missing[:5]}); run build_cache "
+            "for the shards that own them."
+        )
+
+
+def _count_crops(chunks_dir: Path, num_chunks: int) -> int:
+    """Faces stored in the chunks' `.npy` files (read from their headers)."""
+    return sum(
+        np.load(chunks_dir / f"{_chunk_stem(index)}.npy", mmap_mode="r").shape[0]
+        for index in range(num_chunks)
+    )
+
+
+def finalize_cache(name_or_path: str | Path) -> Path:
+    """Merge the chunk tables of a cache into `manifest.parquet` and `failures.csv`.
+
+    Needs every chunk (of every shard); raises `FileNotFoundError` listing missing ones.
+    Returns the cache folder.
+    """
+    folder = cache_path(name_or_path)
+    num_chunks = _read_config(folder)["num_chunks"]
+    _check_all_chunks(folder, num_chunks)
+    table = _read_chunk_tables(folder / "chunks", range(num_chunks))
+    ok = table["status"] == "ok"
+    if _count_crops(folder / "chunks", num_chunks) != int(ok.sum()):
+        raise ValueError(f"{folder}: chunk crops and tables disagree; delete the folder and rebuild.")
+    manifest = table[ok].drop(columns=["status", "reason", "detail"]).reset_index(drop=True)
+    failures = table[~ok][["path", "reason", "detail"]].reset_index(drop=True)
+    _write_parquet(manifest, folder / "manifest.parquet")
+    paths.write_text_atomic(folder / "failures.csv", failures.to_csv(index=False))
+    logger.info("%s: %d faces cached, %d failures", folder.name, len(manifest), len(failures))
+    return folder
+
+
+def _concatenate_crops(folder: Path, num_chunks: int, num_faces: int, crop_size: int) -> np.ndarray:
+    """The chunks' crops in order, one uint8 [num_faces, 3, s, s, 3] array in memory."""
+    crops = np.empty((num_faces, NUM_SCALES, crop_size, crop_size, CHANNELS), dtype=np.uint8)
+    start = 0
+    for index in range(num_chunks):
+        part = np.load(folder / "chunks" / f"{_chunk_stem(index)}.npy", mmap_mode="r")
+        crops[start : start + len(part)] = part
+        start += len(part)
+    if start != num_faces:
+        raise ValueError(f"{folder}: {start} crops for {num_faces} table rows; rebuild the cache.")
+    return crops
+
+
+def load_cache(name_or_path: str | Path) -> FaceCache:
+    """Load a finished cache: crops uint8 [n, 3, 64, 64, 3], table (n rows), failures."""
+    folder = cache_path(name_or_path)
+    manifest_file = folder / "manifest.parquet"
+    if not manifest_file.exists():
+        raise FileNotFoundError(
+            f"No finished face cache at {folder}. Build it with faces.build_cache (notebook 02) or "
+            "`python -m c3ae_utils.faces build-cache --dataset NAME`."
+        )
+    config = json.loads((folder / "config.json").read_text())
+    table = pd.read_parquet(manifest_file)
+    failures = pd.read_csv(folder / "failures.csv", keep_default_na=False)
+    crops = _concatenate_crops(folder, config["num_chunks"], len(table), config["settings"]["crop_size"])
+    return FaceCache(crops, table, failures, folder)
+
+
+def yield_table(caches: dict[str, FaceCache]) -> pd.DataFrame:
+    """How many images survive each step, one row per cache: counts and the final yield (%)."""
+    rows = {}
+    for name, cache in caches.items():
+        reasons = cache.failures["reason"].value_counts()
+        images = int(cache.table["path"].nunique() + len(cache.failures))
+        readable = images - int(reasons.get(REASON_UNREADABLE, 0)) - int(reasons.get(REASON_TOO_SMALL_IMAGE, 0))
+        found = readable - int(reasons.get(REASON_NO_FACE, 0))
+        single = found - int(reasons.get(REASON_SECOND_FACE, 0))
+        large = single - int(reasons.get(REASON_SMALL_FACE, 0))
+        rows[name] = {
+            "images": images,
+            "readable": readable,
+            "face found": found,
+            "no second face": single,
+            "face large enough": large,
+            "faces cached": len(cache),
+            "yield %": round(100.0 * large / images, 2) if images else float("nan"),
+        }
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
+# --------------------------------------------------------------------------------------
+# Command line
+# --------------------------------------------------------------------------------------
+
+
+def metadata_table(dataset: str, seed: int = 0) -> pd.DataFrame:
+    """The metadata table (with `split`) of a dataset: notebook 01's parquet if it exists,
+    otherwise `datasets.load_metadata` plus `datasets.split(seed)`."""
+    if paths.metadata_path(dataset).exists():
+        return datasets.read_metadata_table(dataset)
+    table = datasets.load_metadata(dataset)
+    table["split"] = datasets.split(table, seed=seed)
+    return table
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="c3ae cache", description="Detect, align and crop faces into a cache.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build-cache", help="preprocess a dataset into paths.cache_dir()/NAME")
+    build.add_argument("--dataset", required=True, help="utkface, fgnet, wiki or imdb")
+    build.add_argument("--max-images", type=int, default=None, help="a subsample of this many images")
+    build.add_argument("--seed", type=int, default=0, help="seed of the split and the subsample")
+    build.add_argument("--shard", default=None, help="i/n: process only shard i of n")
+    build.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    build.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="images per chunk file")
+    build.add_argument("--name", default=None, help="cache name (default: faces.cache_name)")
+    finalize = commands.add_parser("finalize", help="merge the shards of a cache")
+    finalize.add_argument("name", help="cache name or folder")
+    return parser
+
+
+def _build_from_arguments(args: argparse.Namespace) -> Path:
+    """`build-cache`: subsample the dataset's table, build its cache, print its yield."""
+    table = datasets.subsample(metadata_table(args.dataset, args.seed), args.max_images, seed=args.seed)
+    name = args.name or cache_name(args.dataset, args.max_images)
+    folder = build_cache(table, name, shard=args.shard, workers=args.workers, chunk_size=args.chunk_size)
+    if (folder / "manifest.parquet").exists():
+        print(yield_table({name: load_cache(folder)}).to_string())
+    return folder
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m c3ae_utils.faces build-cache|finalize ...` (also `c3ae cache ...`)."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.command == "finalize":
+        print(finalize_cache(args.name))
+    else:
+        print(_build_from_arguments(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -278,7 +278,7 @@ class _ChunkJob:
 
     index: int
     start: int
-    paths: list[str]
+    image_paths: list[str]
     metadata: pd.DataFrame
     settings: Settings
     folder: str
@@ -318,8 +318,8 @@ def _init_worker(detector_options: dict, worker_initializer: Callable[[], None] 
 
 def _process_chunk(job: _ChunkJob) -> tuple[int, int, int]:
     """Process one chunk in a worker and write its files; returns (chunk, images, faces)."""
-    rows = list(range(job.start, job.start + len(job.paths)))
-    results = process_images(job.paths, detector=_WORKER_DETECTOR, settings=job.settings)
+    rows = list(range(job.start, job.start + len(job.image_paths)))
+    results = process_images(job.image_paths, detector=_WORKER_DETECTOR, settings=job.settings)
     frame, crops = _result_rows(results, rows, job.settings.crop_size)
     metadata = job.metadata.reset_index(drop=True)
     frame = metadata.iloc[frame["row"].to_numpy() - job.start].reset_index(drop=True).join(frame)
@@ -451,7 +451,7 @@ def build_cache(
     pending = [job for job in jobs if not _chunk_complete(chunks_dir, job.index)]
     if pending:
         _run_pending(
-            pending, sum(len(job.paths) for job in jobs), workers, (detector_options, worker_initializer),
+            pending, sum(len(job.image_paths) for job in jobs), workers, (detector_options, worker_initializer),
             on_chunk_done, label=folder.name, progress=progress,
         )
     _finish_shard(folder, owned, shard_index, shard_count, config["num_chunks"])
@@ -471,7 +471,7 @@ def _run_pending(
     """Run the unfinished chunks with a progress bar over the shard's `shard_images` images."""
     workers = max(1, min(workers or default_workers(), len(pending)))
     logger.info("%s: %d chunks to do with %d workers", label, len(pending), workers)
-    done = shard_images - sum(len(job.paths) for job in pending)
+    done = shard_images - sum(len(job.image_paths) for job in pending)
     bar = tqdm(total=shard_images, initial=done, unit="img", desc=f"cache {label}", disable=not progress)
     try:
         _run_jobs(pending, workers, initargs, _progress_callback(bar, on_chunk_done))
@@ -621,7 +621,8 @@ def metadata_table(dataset: str, seed: int = 0) -> pd.DataFrame:
     return table
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The options of `c3ae cache` (`python -m c3ae_utils.faces`)."""
     parser = argparse.ArgumentParser(prog="c3ae cache", description="Detect, align and crop faces into a cache.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-cache", help="preprocess a dataset into paths.cache_dir()/NAME")
@@ -649,7 +650,7 @@ def _build_from_arguments(args: argparse.Namespace) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m c3ae_utils.faces build-cache|finalize ...` (also `c3ae cache ...`)."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "finalize":
         print(finalize_cache(args.name))

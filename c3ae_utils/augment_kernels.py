@@ -3,9 +3,8 @@
 `pipeline.augment_crops` draws the random parameters in NumPy and calls these kernels; the
 rotation itself is one `cv2.remap` call per batch in between. Why compiled loops: the
 augmentation runs inside `tf.data`, several batches at once, and Python code holds the
-GIL. The NumPy/OpenCV version made some 70 small calls per batch; each handed the GIL to
-another thread and back (measured: two threads ran no faster than one). Here a batch makes
-three calls that release the GIL, so `tf.data`'s threads really run in parallel.
+GIL. Here a batch makes three calls that release the GIL, so `tf.data`'s threads really
+run in parallel (the measurements behind this choice are in bench/README.md).
 
 Layout: a face is one row of 36,864 bytes, the three scales `[3, 64, 64, 3]` flattened
 (RGB, scales outer/middle/inner). Rotated faces go through a tall RGBA image where each

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 COMMANDS = {
@@ -14,8 +15,6 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     """Dispatch `c3ae COMMAND ARGS...` to the module that owns COMMAND."""
-    import importlib
-
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in {"-h", "--help"} or argv[0] not in COMMANDS:
         lines = [f"  {name:8s} {help_text}" for name, (_, help_text) in COMMANDS.items()]

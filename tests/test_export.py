@@ -89,7 +89,8 @@ def test_an_exported_model_predicts_photos_like_keras(model, exported, mirror) -
 def test_benchmark_reports_every_backend(model, exported) -> None:
     rows = inference.benchmark(model, exported, batch_sizes=(1, 8), num_threads=2, repeats=5)
     assert len(rows) == 2 * (len(exported) + 2)
-    assert all(row["faces_per_s"] > 0 and row["ms_per_batch"] > 0 for row in rows)
+    for row in rows:  # the three timing columns describe the same median call
+        assert row["faces_per_s"] == pytest.approx(1e3 * row["batch_size"] / row["ms_per_batch"], rel=0.01)
     sizes = {row["backend"]: row["size_mb"] for row in rows}
     assert sizes["tflite_float16"] == pytest.approx(
         exported["tflite_float16"].stat().st_size / 1e6, abs=1e-3

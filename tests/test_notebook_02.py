@@ -11,8 +11,7 @@ pytestmark = pytest.mark.notebook
 
 
 def test_notebook_02_writes_the_caches(course_run):
-    executed = course_run.run("02")
-    assert executed.exists()
+    course_run.run("02")
     max_images = course.profile_parameters("quick")["MAX_IMAGES"]
     for dataset, minimum_yield in (("utkface", 0.97), ("fgnet", 0.95)):
         cache = faces.load_cache(faces.cache_name(dataset, max_images))

@@ -12,8 +12,7 @@ from c3ae_utils import paths
 
 @pytest.mark.notebook
 def test_notebook_03_writes_the_encoding_checks(course_run) -> None:
-    executed = course_run.run("03")
-    assert executed.exists()
+    course_run.run("03")
     check = json.loads((paths.artifacts_dir() / "metrics" / "encoding_check.json").read_text())
 
     errors = check["round_trip_max_error"]
@@ -38,7 +37,6 @@ def test_notebook_03_writes_the_encoding_checks(course_run) -> None:
     assert check["steps_per_epoch"] == math.ceil(sizes["train"] / 32)
     assert check["same_seed_same_batch"] is True
     assert check["augmented_changed_fraction"] > 0.5
-    assert check["samples_per_second"] > 0
 
     for figure in ("03_label_encodings", "03_round_trip_errors", "03_bin_mass",
                    "03_augmented_batch", "03_each_transform"):

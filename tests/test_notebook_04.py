@@ -12,8 +12,7 @@ from c3ae_utils import paths
 
 @pytest.mark.notebook
 def test_notebook_04_writes_the_model_summary(course_run) -> None:
-    executed = course_run.run("04")
-    assert executed.exists()
+    course_run.run("04")
     summary = json.loads((paths.artifacts_dir() / "metrics" / "model_summary.json").read_text())
     assert summary["params"] == {
         "paper_single_scale_plain": 36_377,
@@ -25,10 +24,9 @@ def test_notebook_04_writes_the_model_summary(course_run) -> None:
     assert summary["macs"]["model_three_scale_plain"] == 3 * 12_562_816 + 1536 * 12 + 12
     assert summary["num_faces"] >= 100  # adults 20-60 among the quick profile's 400 images
     baseline = summary["mean_predictor_mae"]
-    assert math.isfinite(baseline) and baseline > 6.0
+    assert baseline > 6.0
     for name in ("v84", "v89"):
         reference = summary["reference"][name]
-        assert math.isfinite(reference["mae"])
         assert reference["mae"] < 0.85 * baseline, (name, reference["mae"], baseline)
         assert reference["mae_expectation"] > reference["mae"]  # the learned W2 is not the bins
     assert summary["broken_batchnorm_mae"] > summary["reference"]["v89"]["mae"] + 3

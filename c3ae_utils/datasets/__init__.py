@@ -20,7 +20,7 @@ The modules, each importing only those before it:
 | `fetching`   | `fetch` from the mirror or official home; `is_complete`, `check_access` |
 | `parsers`    | UTKFace / FG-NET file names and IMDB-WIKI `.mat` -> tidy tables     |
 | `cleaning`   | `load_metadata` and the IMDB-WIKI clean-up                          |
-| `splits`     | `split`, `select_split`, `loso_folds`, `subsample`                  |
+| `splits`     | `split`, `protocol_split`, `select_split`, `loso_folds`, `subsample` |
 | `metadata`   | saved tables (`write/read_metadata_table`) and summaries            |
 | `cli`        | `main`, `build_parser`: the CLI                                      |
 
@@ -75,10 +75,12 @@ from c3ae_utils.datasets.registry import (
 )
 from c3ae_utils.datasets.splits import (
     ALL,
+    LOSO_DATASETS,
     SPLIT_CHOICES,
     SPLITS,
     has_subjects,
     loso_folds,
+    protocol_split,
     select_split,
     split,
     subsample,
@@ -97,7 +99,8 @@ __all__ = [
     # cleaning
     "load_metadata", "cleaning_report", "clean_imdb_wiki", "CLEANING_STEPS",
     # splits
-    "split", "select_split", "loso_folds", "subsample", "has_subjects", "SPLITS", "ALL",
+    "split", "protocol_split", "select_split", "loso_folds", "subsample", "has_subjects", "SPLITS", "ALL",
+    "LOSO_DATASETS",
     "SPLIT_CHOICES",
     # metadata
     "summarize", "age_bin_counts", "write_metadata_table", "read_metadata_table",

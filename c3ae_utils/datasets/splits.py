@@ -101,6 +101,19 @@ def split(table: pd.DataFrame, seed: int = 0, val_fraction: float = 0.15,
     return pd.Series(pd.array(labels, dtype=STRING), index=table.index, name="split")
 
 
+LOSO_DATASETS = ("fgnet",)  # evaluated by leave-one-subject-out folds (the paper's FG-NET protocol)
+
+
+def protocol_split(table: pd.DataFrame, dataset: str, seed: int = 0, val_fraction: float = 0.15,
+                   test_fraction: float = 0.15) -> pd.Series:
+    """The split the course gives `dataset`'s rows (same index, name "split"): every row
+    "train" for a leave-one-subject-out dataset (FG-NET, whose test folds `loso_folds` makes
+    later), else `split(table, seed, val_fraction, test_fraction)`."""
+    if dataset in LOSO_DATASETS:
+        return pd.Series(pd.array(["train"] * len(table), dtype=STRING), index=table.index, name="split")
+    return split(table, seed=seed, val_fraction=val_fraction, test_fraction=test_fraction)
+
+
 def select_split(table: pd.DataFrame, split: str) -> np.ndarray:
     """Positions (int64 `[k]`) of the rows of `table` in `split` (`ALL` = "all": every row).
 

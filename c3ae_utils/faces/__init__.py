@@ -87,12 +87,9 @@ from c3ae_utils.faces.processing import (
     process_image,
     process_images,
 )
-from c3ae_utils.shapes import CROP_SIZE, SCALE_NAMES  # kept here for notebook 02
 
 __all__ = [
     # shapes (re-exported)
-    "CROP_SIZE",
-    "SCALE_NAMES",
     # images
     "MIN_IMAGE_SIDE",
     "REASON_TOO_SMALL_IMAGE",

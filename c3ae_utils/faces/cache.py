@@ -613,11 +613,11 @@ def yield_table(caches: dict[str, FaceCache]) -> pd.DataFrame:
 
 def metadata_table(dataset: str, seed: int = 0) -> pd.DataFrame:
     """The metadata table (with `split`) of a dataset: notebook 01's parquet if it exists,
-    otherwise `datasets.load_metadata` plus `datasets.split(seed)`."""
+    otherwise `datasets.load_metadata` plus `datasets.protocol_split(seed)` (the same table)."""
     if paths.metadata_path(dataset).exists():
         return datasets.read_metadata_table(dataset)
     table = datasets.load_metadata(dataset)
-    table["split"] = datasets.split(table, seed=seed)
+    table["split"] = datasets.protocol_split(table, dataset, seed=seed)
     return table
 
 

@@ -44,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 THETAS: tuple[int, ...] = tuple(range(11))  # CS(theta) for theta = 0..10 years
 POSE_EDGES: tuple[float, ...] = (0.0, 10.0, 20.0, 30.0, 45.0)  # |angle| groups, degrees
+SETTING_KEYS = ("dataset", "max_images", "loss", "epochs", "use_se")  # what a setting is; never the seed
 README_START = "<!-- results:start -->"
 README_END = "<!-- results:end -->"
 # Published numbers (MAE in years), each with its source and protocol. Never measured here.
@@ -453,20 +454,16 @@ def find_runs(runs_dir: Path | None = None) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "best.keras").exists())
 
 
-SETTING_KEYS = ("dataset", "max_images", "loss", "epochs", "use_se")  # what a setting is; never the seed
-
-
 def _describe_run(config: dict[str, Any]) -> dict[str, Any]:
     """Setting, loss, SE, data size, epochs, seed and the training command of a run, read
     from its own `config.json` (never from its name)."""
     settings = {key: config[key] for key in SETTING_KEYS if key in config}
     arguments = ", ".join(f"{key}={value!r}" for key, value in settings.items())
-    max_images = config.get("max_images")
     return {
         "setting": "-".join(str(value) for key, value in settings.items() if key in ("dataset", "loss"))
         + ("" if config.get("use_se", True) else "-no-se"),
         "loss": config.get("loss", "?"), "se": config.get("use_se"),
-        "images": "all" if max_images is None else str(max_images), "epochs": config.get("epochs"),
+        "epochs": config.get("epochs"),
         "seed": config.get("seed"),
         "command": f"`training.train(TrainConfig({arguments}))`" if arguments else "?",
         "dataset": config.get("dataset", "?"), "cache": config.get("cache_name"),
@@ -511,7 +508,7 @@ def _result_row(name: str, info: dict[str, Any], evaluation: Evaluation, split: 
 
 def _reference_rows(caches: dict[str, Any], split: str, batch_size: int) -> list[dict[str, Any]]:
     """The reference weights, evaluated through our pipeline on the first run's cache."""
-    cache_name, cache = next(iter(caches.items()))
+    cache = next(iter(caches.values()))
     used = _available_split(cache.table, split)
     rows = []
     for label in network.REFERENCE_WEIGHTS:
@@ -521,10 +518,10 @@ def _reference_rows(caches: dict[str, Any], split: str, batch_size: int) -> list
             logger.warning("Reference weights unavailable (%s); rows skipped.", error)
             return rows
         evaluation = evaluate(weights, cache, used, batch_size, name=label)
-        info = {"setting": label, "loss": "focal", "se": label == "reference-v89", "images": "-",
+        info = {"setting": label, "loss": "focal", "se": label == "reference-v89",
                 "epochs": None, "seed": None, "key": label,
                 "command": "network.load_reference_h5 (trained on IMDB-WIKI by the reference)",
-                "dataset": "imdb-wiki", "cache": cache_name}
+                "dataset": "imdb-wiki", "cache": "IMDB-WIKI (the reference's own training)"}
         rows.append(_result_row(label, info, evaluation, used, cache))
     return rows
 
@@ -534,7 +531,7 @@ def aggregate_seeds(rows: pd.DataFrame) -> pd.DataFrame:
     or name): the mean and std over its runs of `mae`, `mae_expected`, `cs5`, and the seeds."""
     if rows.empty:
         return rows
-    keys = ["key", "setting", "loss", "se", "images", "test_data", "command"]
+    keys = ["key", "setting", "loss", "se", "cache", "test_data", "command"]
     frame = rows.assign(se=rows["se"].astype(str))
     grouped = frame.groupby(keys, sort=False, dropna=False)
     result = grouped.agg(
@@ -555,7 +552,7 @@ def results_markdown(aggregated: pd.DataFrame, extra: dict[str, Any] | None = No
     """The Markdown results table: our settings (mean ± std over seeds), the FG-NET results
     of notebook 06 when present, then the published numbers with their protocols."""
     lines = [
-        "| model | loss | SE | tested on | MAE (age head) | MAE (expected age) | CS(5) | runs (seeds) | images | produced by |",
+        "| model | loss | SE | tested on | MAE (age head) | MAE (expected age) | CS(5) | runs (seeds) | trained on (cache) | produced by |",
         "| --- | --- | --- | --- | ---: | ---: | ---: | --- | --- | --- |",
     ]
     for row in aggregated.itertuples(index=False):
@@ -563,13 +560,13 @@ def results_markdown(aggregated: pd.DataFrame, extra: dict[str, Any] | None = No
             f"| {row.setting} | {row.loss} | {row.se} | {row.test_data} (n={row.n}) | "
             f"{_format_mae(row.mae_mean, row.mae_std, row.runs)} | "
             f"{_format_mae(row.mae_expected_mean, row.mae_expected_std, row.runs)} | "
-            f"{row.cs5_mean:.3f} | {row.runs} ({row.seeds}) | {row.images} | {row.command} |"
+            f"{row.cs5_mean:.3f} | {row.runs} ({row.seeds}) | {row.cache} | {row.command} |"
         )
     for item in (extra or {}).get("fgnet", []):
         expected = item.get("mae_expected")
         lines.append(
             f"| {item['model']} | - | - | {item['protocol']} (n={item['n']}) | {item['mae']:.2f} | "
-            f"{'-' if expected is None else f'{expected:.2f}'} | - | 1 | {item['images']} | {item['command']} |"
+            f"{'-' if expected is None else f'{expected:.2f}'} | - | 1 | {item['cache']} | {item['command']} |"
         )
     lines += ["", "Published numbers (not measured here):", "",
               "| model | dataset | MAE | protocol |", "| --- | --- | ---: | --- |"]
@@ -584,14 +581,14 @@ def fgnet_rows_from_notebook(metrics_path: Path | None = None) -> list[dict[str,
     if not data:
         return []
     parameters = data.get("parameters", {})
-    images = "all" if parameters.get("MAX_IMAGES") is None else str(parameters["MAX_IMAGES"])
-    shown = ", ".join(f"{key}={value!r}" for key, value in parameters.items() if key in ("MAX_IMAGES", "NUM_FOLDS", "EPOCHS"))
+    trained_on = face_cache.cache_name(parameters.get("DATASET", "utkface"), parameters.get("MAX_IMAGES"))
+    shown = ", ".join(f"{key}={value!r}" for key, value in parameters.items() if key in ("MAX_IMAGES", "NUM_FOLDS", "FINE_TUNE_EPOCHS"))
     command = f"notebooks/06_error_analysis.ipynb ({shown})"
     rows = []
     for name, metrics in data.get("cross_dataset", {}).items():
         rows.append({"model": name, "protocol": "FG-NET, all faces, no fine-tuning (cross-dataset)",
                      "n": metrics["count"], "mae": metrics["mae"], "mae_expected": metrics["mae_expected"],
-                     "images": images, "command": command})
+                     "cache": trained_on, "command": command})
     loso = data.get("loso")
     if loso:
         # The paper's number is the mean over folds; the MAE over all test faces and the
@@ -601,7 +598,7 @@ def fgnet_rows_from_notebook(metrics_path: Path | None = None) -> list[dict[str,
                                  f"{loso['epochs']} fine-tuning epochs; mean over folds (over faces: "
                                  f"{loso['face_mae']:.2f}; before fine-tuning: {loso['mean_mae_before']:.2f})",
                      "n": sum(f["n_test"] for f in loso["folds"]), "mae": loso["mean_mae"],
-                     "images": images, "command": command})
+                     "cache": trained_on, "command": command})
     return rows
 
 

@@ -1,7 +1,13 @@
-"""Shared fixtures: the real data mirror and the in-order notebook runner."""
+"""Shared fixtures: the real data mirror, one set of real face caches, and the notebook runner.
+
+Under pytest-xdist (`make test` runs two workers) every notebook test goes to one worker
+(group "course"), so the notebooks run once, in order; the face caches are built once per
+test run, in a folder all workers share, behind a file lock.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import os
 from pathlib import Path
 
@@ -15,6 +21,15 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 if "C3AE_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
     os.environ["C3AE_DATA_MIRROR"] = str(DEFAULT_MIRROR)
 
+CACHED_DATASETS = ("utkface", "fgnet")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Notebook tests share one course run: keep them on one xdist worker, in file order."""
+    for item in items:
+        if item.get_closest_marker("notebook"):
+            item.add_marker(pytest.mark.xdist_group("course"))
+
 
 @pytest.fixture(scope="session")
 def mirror() -> Path:
@@ -27,6 +42,49 @@ def mirror() -> Path:
             pytrace=False,
         )
     return Path(value)
+
+
+def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder of this test run that every xdist worker sees (their base temp's parent)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def face_caches(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The quick profile's real face caches (UTKFace and FG-NET, `MAX_IMAGES` photos each,
+    through MTCNN, alignment and crops), built once per test run: the folder to use as
+    `C3AE_CACHE_DIR`. The course notebooks read the same caches (notebook 02 finds them
+    built: its tables are the same), so the detector runs on these photos once."""
+    from c3ae_utils import course, datasets, faces
+
+    count = course.profile_parameters("quick")["MAX_IMAGES"]
+    folder = _run_folder(tmp_path_factory) / "face_caches"
+    folder.mkdir(exist_ok=True)
+    with open(folder / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building them right now
+        for dataset in CACHED_DATASETS:
+            table = datasets.load_metadata(dataset)
+            table["split"] = datasets.protocol_split(table, dataset, seed=0)
+            table = datasets.subsample(table, count, seed=0)
+            faces.build_cache(table, folder / faces.cache_name(dataset, count), progress=False)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def utkface_cache(face_caches: Path):
+    """The shared UTKFace `faces.FaceCache` (train, val and test rows)."""
+    from c3ae_utils import course, faces
+
+    return faces.load_cache(face_caches / faces.cache_name("utkface", course.profile_parameters("quick")["MAX_IMAGES"]))
+
+
+@pytest.fixture(scope="session")
+def fgnet_cache(face_caches: Path):
+    """The shared FG-NET `faces.FaceCache` (every row "train": FG-NET is tested by LOSO folds)."""
+    from c3ae_utils import course, faces
+
+    return faces.load_cache(face_caches / faces.cache_name("fgnet", course.profile_parameters("quick")["MAX_IMAGES"]))
 
 
 class CourseRun:
@@ -50,12 +108,13 @@ class CourseRun:
 
 
 @pytest.fixture(scope="session")
-def course_run(tmp_path_factory: pytest.TempPathFactory, mirror: Path) -> CourseRun:
-    """A session-wide quick-profile course run writing to temporary artifacts, cache and figures."""
+def course_run(tmp_path_factory: pytest.TempPathFactory, face_caches: Path) -> CourseRun:
+    """A session-wide quick-profile course run writing to temporary artifacts and figures,
+    reading and writing face caches in the shared cache folder."""
     root = tmp_path_factory.mktemp("course")
     patch = pytest.MonkeyPatch()
     patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
-    patch.setenv("C3AE_CACHE_DIR", str(root / "cache"))
+    patch.setenv("C3AE_CACHE_DIR", str(face_caches))
     patch.setenv("C3AE_FIGURES_DIR", str(root / "figures"))
     yield CourseRun(root)
     patch.undo()

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from c3ae_utils import age_encoding, datasets, evaluation, faces, network, training
+from c3ae_utils import age_encoding, evaluation, network, training
 
 # --------------------------------------------------------------------------- hand-made cases
 
@@ -125,7 +125,7 @@ def test_seeds_are_aggregated_by_the_runs_own_settings_not_their_names():
     assert aggregated.loc["utkface-kl", "runs"] == 2 and aggregated.loc["utkface-focal", "runs"] == 1
     assert aggregated.loc["utkface-kl", "mae_mean"] == pytest.approx(6.5)
     assert aggregated.loc["utkface-kl", "mae_std"] == pytest.approx(math.sqrt(0.5))
-    assert aggregated.loc["utkface-kl", "images"] == "all"
+    assert aggregated.loc["utkface-kl", "cache"] == "utkface"
     markdown = evaluation.results_markdown(aggregated.reset_index())
     assert "6.50 ± 0.71" in markdown and "| 2 (0, 1) |" in markdown
     assert "| utkface-focal |" in markdown and "loss='focal'" in markdown
@@ -147,25 +147,16 @@ def test_w2_comparison_reads_the_age_kernel():
 
 
 @pytest.fixture(scope="module")
-def small_run(mirror, tmp_path_factory):
-    """~100 real UTKFace faces and ~30 FG-NET faces through MTCNN, and a KL run of one epoch."""
+def small_run(face_caches, utkface_cache, fgnet_cache, tmp_path_factory):
+    """A KL run of one epoch on the shared real UTKFace cache (FG-NET's beside it)."""
     root = tmp_path_factory.mktemp("evaluation")
     patch = pytest.MonkeyPatch()
     patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
-    patch.setenv("C3AE_CACHE_DIR", str(root / "cache"))
-    for dataset, count in (("utkface", 100), ("fgnet", 30)):
-        table = datasets.subsample(faces.metadata_table(dataset), count, seed=0)
-        faces.build_cache(table, faces.cache_name(dataset, count), progress=False)
+    patch.setenv("C3AE_CACHE_DIR", str(face_caches))
     run = training.train(training.TrainConfig(
-        dataset="utkface", max_images=100, loss="kl", epochs=1, batch_size=32,
-        run_name="utkface-kl-quick", verbose=0,
+        cache_name=utkface_cache.path.name, loss="kl", epochs=1, batch_size=32, run_name="utkface-kl-quick", verbose=0,
     ))
-    yield {
-        "run": run,
-        "cache": faces.load_cache(faces.cache_name("utkface", 100)),
-        "fgnet": faces.load_cache(faces.cache_name("fgnet", 30)),
-        "root": root,
-    }
+    yield {"run": run, "cache": utkface_cache, "fgnet": fgnet_cache, "root": root}
     patch.undo()
 
 
@@ -230,7 +221,7 @@ def test_results_command_writes_the_table_and_only_the_readme_section(small_run)
     rows = pd.read_csv(small_run["root"] / "artifacts" / "results.csv")
     assert list(rows["run"]) == ["utkface-kl-quick", "reference-v89", "reference-v84"]
     assert (rows["test_data"] == "utkface test split").all() and rows["mae"].between(0, 120).all()
-    assert str(rows.loc[0, "images"]) == "100" and "loss='kl'" in rows.loc[0, "command"]
+    assert rows.loc[0, "cache"] == small_run["cache"].path.name and "loss='kl'" in rows.loc[0, "command"]
     markdown = (small_run["root"] / "artifacts" / "results.md").read_text()
     text = readme.read_text()
     assert text.startswith("# Course\n\nkeep me\n\n") and text.endswith(f"{evaluation.README_END}\n\nkeep me too\n")

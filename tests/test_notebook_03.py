@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from c3ae_utils import paths
+from c3ae_utils import course, paths
 
 
 @pytest.mark.notebook
@@ -32,9 +32,10 @@ def test_notebook_03_writes_the_encoding_checks(course_run) -> None:
     assert len(check["train_bin_mass"]) == 12
 
     batch = check["batch_shapes"]
-    assert batch == {"crops": [32, 3, 64, 64, 3], "age": [32, 1], "distribution": [32, 12]}
+    size = course.profile_parameters("quick")["BATCH_SIZE"]
+    assert batch == {"crops": [size, 3, 64, 64, 3], "age": [size, 1], "distribution": [size, 12]}
     assert check["batch_dtypes"] == {"crops": "uint8", "age": "float32", "distribution": "float32"}
-    assert check["steps_per_epoch"] == math.ceil(sizes["train"] / 32)
+    assert check["steps_per_epoch"] == math.ceil(sizes["train"] / size)
     assert check["same_seed_same_batch"] is True
     assert check["augmented_changed_fraction"] > 0.5
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -14,31 +13,12 @@ from c3ae_utils import evaluation, paths
 pytestmark = pytest.mark.notebook
 
 
-def _numbers(value, where="report"):
-    """Every number inside a JSON value, with where it sits."""
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield from _numbers(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _numbers(item, f"{where}[{index}]")
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        yield where, float(value)
-
-
 @pytest.fixture(scope="module")
 def report(course_run):
     course_run.run("06")
     path = paths.artifacts_dir() / "metrics" / "error_analysis.json"
     assert path.exists(), "notebook 06 did not write artifacts/metrics/error_analysis.json"
     return json.loads(path.read_text())
-
-
-def test_every_metric_is_finite(report):
-    numbers = list(_numbers(report))
-    assert len(numbers) > 100
-    bad = [where for where, number in numbers if not math.isfinite(number)]
-    assert not bad, f"non-finite metrics: {bad[:10]}"
 
 
 def test_cumulative_scores_are_monotone_and_end_at_most_one(report):
@@ -58,7 +38,7 @@ def test_grouped_counts_add_up(report):
         assert count > 0
         assert sum(group["count"] for group in metrics["by_decade"].values()) == count, name
         assert np.array(metrics["bin_confusion"]).sum() == count, name
-        assert 0 <= metrics["mae"] < 120 and 0 <= metrics["bin_accuracy"] <= 1, name
+        assert metrics["bin_accuracy"] == pytest.approx(np.trace(metrics["bin_confusion"]) / count), name
     utkface = report["runs"]["focal"]
     assert {"female", "male"} <= set(utkface["by_gender"]) and len(utkface["by_race"]) >= 3
     assert len(utkface["w2"]["learned"]) == 12
@@ -69,7 +49,17 @@ def test_loso_ran_the_quick_profile_folds(report):
     assert loso["num_folds"] == report["parameters"]["NUM_FOLDS"] == len(loso["folds"])
     assert len({fold["subject"] for fold in loso["folds"]}) == loso["num_folds"]
     assert all(fold["n_test"] > 0 and fold["n_train"] > fold["n_test"] for fold in loso["folds"])
-    assert 0 < loso["mean_mae"] < 120
+    assert loso["mean_mae"] == pytest.approx(np.mean([fold["mae"] for fold in loso["folds"]]))
+    assert all(fold["mae"] != fold["mae_before"] for fold in loso["folds"]), "fine-tuning changed nothing"
+
+
+def test_trained_runs_beat_predicting_the_mean_age(report, utkface_cache):
+    metrics_dir = paths.artifacts_dir() / "metrics"
+    train_ages = utkface_cache.table.loc[utkface_cache.table["split"] == "train", "age"]
+    for loss in ("focal", "kl"):
+        faces_tested = pd.read_csv(metrics_dir / f"error_analysis_{loss}_predictions.csv")
+        mean_predictor = (faces_tested["age"] - train_ages.mean()).abs().mean()
+        assert report["runs"][loss]["mae"] < mean_predictor, (loss, report["runs"][loss]["mae"], mean_predictor)
 
 
 def test_tables_results_and_figures_were_written(report):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 import pytest
@@ -13,7 +12,7 @@ from c3ae_utils import inference, paths
 
 @pytest.mark.notebook
 @pytest.mark.slow
-def test_notebook_07_predicts_exports_and_measures(course_run) -> None:
+def test_notebook_07_predicts_exports_and_measures(course_run, utkface_cache) -> None:
     course_run.run("07")
     metrics = json.loads((paths.artifacts_dir() / "metrics" / "inference.json").read_text())
 
@@ -22,7 +21,11 @@ def test_notebook_07_predicts_exports_and_measures(course_run) -> None:
     assert any(label.startswith("ours") for label in metrics["models"]), (
         "no run of notebook 05 used"
     )
-    assert all(math.isfinite(mae) and 0 < mae < 60 for mae in metrics["validation_mae"].values())
+    table = utkface_cache.table
+    validation_ages = table.loc[table["split"] == "val", "age"]
+    mean_predictor = (validation_ages - table.loc[table["split"] == "train", "age"].mean()).abs().mean()
+    for label, mae in metrics["validation_mae"].items():  # ours and the reference, same faces
+        assert mae < mean_predictor, (label, mae, mean_predictor)
 
     export_dir = paths.artifacts_dir() / "export"
     for name in inference.EXPORT_FORMATS:

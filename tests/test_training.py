@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from c3ae_utils import age_encoding, training
+from c3ae_utils import age_encoding, cli, course, faces, training
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_IMAGES = 80
+NUM_IMAGES = course.profile_parameters("quick")["MAX_IMAGES"]  # the shared cache (conftest)
 EPOCHS = 3
 BASE = {"dataset": "utkface", "max_images": NUM_IMAGES, "epochs": EPOCHS, "batch_size": 16,
         "patience": 2, "verbose": 0}
@@ -144,18 +144,12 @@ def test_the_jax_benchmark_trains_without_tensorflow():
 
 
 @pytest.fixture(scope="module")
-def workspace(mirror, tmp_path_factory) -> Path:
-    """A private artifacts/cache folder holding a real 80-image UTKFace face cache."""
-    from c3ae_utils import datasets, faces
-
+def workspace(face_caches, utkface_cache, tmp_path_factory) -> Path:
+    """A private artifacts folder; caches from the shared folder (a real UTKFace cache)."""
     root = tmp_path_factory.mktemp("training")
     patch = pytest.MonkeyPatch()
     patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
-    patch.setenv("C3AE_CACHE_DIR", str(root / "cache"))
-    table = datasets.load_metadata("utkface")
-    table["split"] = datasets.split(table, seed=0)
-    table = datasets.subsample(table[table["split"] != "test"], NUM_IMAGES, seed=0)
-    faces.build_cache(table, faces.cache_name("utkface", NUM_IMAGES), workers=1, progress=False)
+    patch.setenv("C3AE_CACHE_DIR", str(face_caches))
     yield root
     patch.undo()
 
@@ -171,7 +165,7 @@ def test_a_run_writes_its_folder(uninterrupted):
                  "predictions.parquet", "resume.json"):
         assert (run.path / name).is_file(), name
     assert any((run.path / "tensorboard").rglob("*tfevents*"))
-    assert run.config.cache_name == "utkface-n80" and run.config.loss == "focal"
+    assert run.config.cache_name == faces.cache_name("utkface", NUM_IMAGES) and run.config.loss == "focal"
     assert list(run.history["epoch"]) == list(range(1, EPOCHS + 1))
     for column in ("loss", "val_loss", "age_mae", "val_age_mae", "distribution_expected_mae",
                    "learning_rate", "seconds"):
@@ -192,8 +186,6 @@ def test_a_run_writes_its_folder(uninterrupted):
     assert all(math.isfinite(metrics[key]) for key in ("val_mae", "val_expected_mae", "seconds"))
     # best.keras reloads without custom_objects and reproduces the saved predictions.
     model = training.load_run(run.name).load_model("best")
-    from c3ae_utils import faces
-
     cache = faces.load_cache(run.config.cache_name)
     val = (cache.table["split"] == "val").to_numpy()
     ages = model.predict(cache.crops[val], verbose=0)["age"][:, 0]
@@ -241,19 +233,15 @@ def test_an_interrupted_run_resumes_to_the_same_result(uninterrupted):
     assert training.train(training.TrainConfig(resume=True, **settings)).metrics == resumed.metrics
 
 
-def test_the_command_line_trains_a_run(workspace):
-    command = [sys.executable, "-m", "c3ae_utils.train", "--dataset", "utkface", "--max-images",
-               str(NUM_IMAGES), "--loss", "kl", "--epochs", "1", "--batch-size", "16",
-               "--run-name", "from-cli", "--verbose", "2"]
-    result = subprocess.run(command, cwd=REPO, env=dict(os.environ), capture_output=True, text=True,
-                            timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
+def test_the_command_line_trains_a_run(workspace, capsys):
+    arguments = ["train", "--dataset", "utkface", "--max-images", str(NUM_IMAGES), "--loss", "kl",
+                 "--epochs", "1", "--batch-size", "32", "--run-name", "from-cli", "--verbose", "0"]
+    assert cli.main(arguments) == 0  # `c3ae train ...`, in this process
     run = training.load_run("from-cli")
-    assert str(run.path) in result.stdout
-    assert run.config.loss == "kl" and len(run.history) == 1
-    assert (run.path / "best.keras").is_file() and math.isfinite(run.metrics["val_mae"])
-    from c3ae_utils import cli
-
+    printed = capsys.readouterr().out
+    assert str(run.path) in printed and json.loads(printed.split("\n", 1)[1]) == run.metrics
+    assert run.config.loss == "kl" and len(run.history) == 1 and run.config.batch_size == 32
+    assert (run.path / "best.keras").is_file()
     with pytest.raises(SystemExit) as exit_info:  # `c3ae train --help` reaches training.main
         cli.main(["train", "--help"])
     assert exit_info.value.code == 0

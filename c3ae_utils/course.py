@@ -28,9 +28,9 @@ PROFILES: dict[str, dict[str, object]] = {
     "full": {"PROFILE": "full"},
     "quick": {
         "PROFILE": "quick",
-        "MAX_IMAGES": 400,
+        "MAX_IMAGES": 200,
         "EPOCHS": 10,  # notebook 05: enough steps (10 x 18) for its runs to beat predicting the mean age
-        "BATCH_SIZE": 16,
+        "BATCH_SIZE": 8,
         "NUM_FOLDS": 2,  # notebook 06: leave-one-subject-out folds
         "FINE_TUNE_EPOCHS": 2,
         "NUM_SEEDS": 1,

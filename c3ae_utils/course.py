@@ -35,6 +35,7 @@ PROFILES: dict[str, dict[str, object]] = {
         "FINE_TUNE_EPOCHS": 2,
         "NUM_SEEDS": 1,
         "MAX_FRAMES": 60,  # notebook 07: video frames read from the demo clip
+        "LATENCY_REPEATS": 10,  # notebook 07: timed calls per backend
     },
 }
 

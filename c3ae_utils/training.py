@@ -477,12 +477,14 @@ class RunRecorder(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}})
         history = pd.DataFrame(self.rows)
         paths.atomic_write(self.folder / "history.csv", lambda temporary: history.to_csv(temporary, index=False))
+        _save_model(self.model, self.folder / "last.keras")
         current = logs.get(MONITOR)
         best = self.state.get("best")
         if current is not None and math.isfinite(current) and (best is None or current < best):
             self.state.update(best=float(current), best_epoch=epoch + 1)
-            _save_model(self.model, self.folder / "best.keras")
-        _save_model(self.model, self.folder / "last.keras")
+            # The best model is the one just saved: copy the file rather than serialise it again.
+            paths.atomic_write(self.folder / "best.keras",
+                               lambda temporary: shutil.copyfile(self.folder / "last.keras", temporary))
         self.state["epoch"] = epoch + 1
         self.state["callbacks"] = {
             name: _callback_state(callback) for name, callback in self.stateful.items()

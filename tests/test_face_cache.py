@@ -162,7 +162,7 @@ def test_worker_setup_failure_stops_the_build(inputs, tmp_path, capfd):
     table, _ = inputs
     folder = tmp_path / "broken"
     with pytest.raises(RuntimeError, match="worker failed"):
-        faces.build_cache(table.head(4), folder, workers=1, chunk_size=2, progress=False,
+        faces.build_cache(table.head(4), folder, workers=2, chunk_size=2, progress=False,
                           worker_initializer=_fail_worker_setup)
     # The worker's own traceback names the cause (not, say, an import error in the worker).
     assert SETUP_FAILURE in capfd.readouterr().err

@@ -19,8 +19,6 @@ from c3ae_utils import datasets, faces, network
 
 V84 = "imdb_focal_loss_c3ae_v84.h5"
 V89 = "c3ae_imdb_v89.h5"
-NUM_FACES = 200  # UTKFace adults 20-60 run through the whole pipeline
-SEED = 0
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +32,19 @@ def models(reference_dir: Path) -> dict[str, keras.Model]:
 
 
 @pytest.fixture(scope="module")
-def utkface_faces(mirror: Path) -> dict[str, np.ndarray | float]:
-    """Crops uint8 [n, 3, 64, 64, 3] and ages of NUM_FACES random UTKFace adults aged 20-60,
-    plus the mean age of all the other UTKFace adults 20-60 (the "training mean")."""
-    table = datasets.parse_utkface(datasets.fetch("utkface", progress=False) / "UTKFace")
-    adults = table[(table["age"] >= 20) & (table["age"] <= 60)]
-    chosen = adults.sample(n=NUM_FACES, random_state=SEED)
-    results = faces.process_images(list(chosen["path"]), policy="inference")
-    found = [index for index, result in enumerate(results) if result.ok]
-    assert len(found) >= 0.97 * NUM_FACES, f"only {len(found)} faces found"
+def utkface_faces(utkface_cache) -> dict[str, np.ndarray | float]:
+    """Crops uint8 [n, 3, 64, 64, 3] and ages of the UTKFace adults aged 20-60 in the shared
+    cache (detected, aligned and cropped by the course's pipeline), plus the mean age of all
+    the other UTKFace adults 20-60 (the "training mean")."""
+    table = utkface_cache.table
+    adults = table["age"].between(20, 60).to_numpy()
+    everyone = datasets.parse_utkface(datasets.fetch("utkface", progress=False) / "UTKFace")
+    others = everyone[everyone["age"].between(20, 60) & ~everyone["path"].isin(table["path"])]
+    assert adults.sum() >= 60, f"only {adults.sum()} adults in the shared cache"
     return {
-        "crops": np.stack([results[index].faces[0].crops for index in found]),
-        "ages": chosen["age"].to_numpy()[found].astype(np.float32),
-        "training_mean": float(adults.drop(chosen.index)["age"].mean()),
+        "crops": utkface_cache.crops[adults],
+        "ages": table["age"].to_numpy()[adults].astype(np.float32),
+        "training_mean": float(others["age"].mean()),
     }
 
 

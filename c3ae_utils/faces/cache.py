@@ -329,14 +329,38 @@ def _process_chunk(job: _ChunkJob) -> tuple[int, int, int]:
     return job.index, len(rows), len(crops)
 
 
+def _run_in_this_process(
+    jobs: list[_ChunkJob],
+    initargs: tuple[dict, Callable[[], None] | None],
+    on_result: Callable[[int, int], None],
+) -> None:
+    """One worker: run the chunks here, one after another (no process to start, and the
+    detector keeps the threads this process already has)."""
+    global _WORKER_DETECTOR
+    detector_options, worker_initializer = initargs
+    previous, _WORKER_DETECTOR = _WORKER_DETECTOR, Detector(**detector_options)
+    try:
+        if worker_initializer is not None:
+            worker_initializer()
+        for job in jobs:
+            index, images, _ = _process_chunk(job)
+            on_result(index, images)
+    finally:
+        _WORKER_DETECTOR = previous
+
+
 def _run_jobs(
     jobs: list[_ChunkJob],
     workers: int,
     initargs: tuple[dict, Callable[[], None] | None],
     on_result: Callable[[int, int], None],
 ) -> None:
-    """Run chunk jobs on a spawn-context process pool; `on_result(chunk, images)` in the
-    parent after each finished chunk. Fails loudly when a worker cannot start or dies."""
+    """Run chunk jobs on a spawn-context process pool (in this process for one worker);
+    `on_result(chunk, images)` in the parent after each finished chunk. Fails loudly when a
+    worker cannot start or dies."""
+    if workers == 1:
+        _run_in_this_process(jobs, initargs, on_result)
+        return
     context = multiprocessing.get_context("spawn")
     executor = concurrent.futures.ProcessPoolExecutor(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs
@@ -420,7 +444,7 @@ def build_cache(
 
     `table` needs a `path` column; its other columns are kept, row-aligned with the crops.
     Images are processed in chunks of `chunk_size` rows (in table order) by `workers`
-    processes (default: every core), each chunk written atomically, so an interrupted
+    processes (default: every core; `workers=1` works in this process), each chunk written atomically, so an interrupted
     build resumes where it stopped and ends byte-identical to an uninterrupted one.
     `shard=(i, n)` (or "i/n") processes only chunks i, i + n, i + 2n, ...: shards can run
     in separate processes or machines on copies of the same folder; whichever finishes last
@@ -430,7 +454,7 @@ def build_cache(
     `on_chunk_done(chunk_index)` is called in this process after each chunk's files are
     written (e.g. to drive a progress display); an exception it raises stops the build,
     keeping finished chunks. `worker_initializer()` runs in each worker once its detector
-    is ready; an exception there stops the build with a `RuntimeError`. Workers are started
+    is ready; an exception there stops the build (a `RuntimeError` from a pool). Workers are started
     with "spawn", so it must be a module-level function the workers can import, and a
     script that calls `build_cache` needs the usual `if __name__ == "__main__":` guard
     (notebooks need nothing). Returns the cache folder.

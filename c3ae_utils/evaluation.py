@@ -272,13 +272,6 @@ def distribution_columns(num_bins: int = age_encoding.NUM_BINS) -> list[str]:
     return [f"p{k:02d}" for k in range(num_bins)]
 
 
-def _resolve_cache(cache: face_cache.FaceCache | str | Path) -> face_cache.FaceCache:
-    """A FaceCache from a FaceCache, a cache name or a cache folder."""
-    if isinstance(cache, face_cache.FaceCache):
-        return cache
-    return face_cache.load_cache(cache)
-
-
 def prediction_table(
     table: pd.DataFrame, positions: np.ndarray, ages: np.ndarray, distributions: np.ndarray
 ) -> pd.DataFrame:
@@ -362,10 +355,10 @@ def _model_and_config(spec: Any) -> tuple[Any, str, dict[str, Any]]:
     """(Keras model, display name, its run's config.json or {}) for anything
     `network.load_model` accepts."""
     if isinstance(spec, keras.Model):
-        return spec, spec.name, {}
+        return spec, network.model_label(spec), {}
     path = network.resolve_weights(spec)
     config = read_json(path.parent / "config.json") if path.suffix == ".keras" else {}
-    return network.load_model(path), network.weights_label(path), config
+    return network.load_model(path), network.model_label(path), config
 
 
 def evaluate(
@@ -382,7 +375,7 @@ def evaluate(
     "all" (cross-dataset evaluation uses "all").
     """
     model, model_name, config = _model_and_config(run_or_model)
-    faces_cache = _resolve_cache(cache)
+    faces_cache = face_cache.load_cache(cache)
     positions = datasets.select_split(faces_cache.table, split)
     started = time.perf_counter()
     outputs = network.predict_ages(model, faces_cache.crops[positions], batch_size, progress=True)
@@ -427,7 +420,7 @@ def loso_result(fine_tuned: training.LosoRun, cache: face_cache.FaceCache | str 
     """Measure a leave-one-subject-out run (`training.leave_one_subject_out`) on the faces of
     `cache` it was fine-tuned on: per-fold MAE before and after fine-tuning, and the
     prediction table of every held-out face (with a `fold` column)."""
-    table = _resolve_cache(cache).table
+    table = face_cache.load_cache(cache).table
     rows, predictions = [], []
     for number, fold in enumerate(fine_tuned.folds):
         true = table["age"].to_numpy(dtype=np.float64)[fold.test]
@@ -482,7 +475,7 @@ def results_rows(split: str = "test", batch_size: int = 256, reference: bool = T
         if not info["cache"]:
             logger.warning("Run %s names no cache in config.json; skipped.", folder.name)
             continue
-        cache = caches.setdefault(info["cache"], _resolve_cache(info["cache"]))
+        cache = caches.setdefault(info["cache"], face_cache.load_cache(info["cache"]))
         used = _available_split(cache.table, split)
         evaluation = evaluate(folder, cache, used, batch_size)
         rows.append(_result_row(folder.name, info, evaluation, used, cache))

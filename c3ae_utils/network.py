@@ -621,6 +621,12 @@ def weights_label(path: Path) -> str:
     return path.parent.name if path.name in ("best.keras", "last.keras") else path.stem
 
 
+def model_label(spec: keras.Model | str | os.PathLike | Any | None = None) -> str:
+    """A short name for what `load_model(spec)` loads: a model's own name, else `weights_label`
+    of the file `resolve_weights` finds."""
+    return spec.name if isinstance(spec, keras.Model) else weights_label(resolve_weights(spec))
+
+
 def load_model(spec: keras.Model | str | os.PathLike | Any | None = None, compile: bool = False) -> keras.Model:
     """A C3AE Keras model (RGB input) from anything `resolve_weights` accepts, or `spec` itself
     when it already is a `keras.Model`. Reference `.h5` files go through `load_reference_h5`;

@@ -48,7 +48,7 @@ import numpy as np
 import tensorflow as tf
 from numpy.typing import ArrayLike
 
-from c3ae_utils import age_encoding, datasets
+from c3ae_utils import age_encoding
 from c3ae_utils import augment_kernels as kernels
 from c3ae_utils.shapes import CROP_SIZE, CROPS_SHAPE, NUM_SCALES
 
@@ -226,8 +226,8 @@ def from_cache(
 
 def split_arrays(cache, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Crops uint8 `[m, 3, 64, 64, 3]` and ages float32 `[m]` of one split of a `faces.FaceCache`."""
-    positions = datasets.select_split(cache.table, split)
-    return cache.crops[positions], cache.table["age"].to_numpy(dtype=np.float32)[positions]
+    selected = cache.select(split)
+    return selected.crops, selected.table["age"].to_numpy(dtype=np.float32)
 
 
 def _resolve_augmentation(

@@ -566,9 +566,8 @@ def _load_splits(cache_name: str) -> dict[str, tuple[np.ndarray, np.ndarray, pd.
     cache = face_cache.load_cache(cache_name)
     splits = {}
     for split in ("train", "val"):
-        positions = datasets.select_split(cache.table, split)
-        table = cache.table.iloc[positions].reset_index(drop=True)
-        splits[split] = (cache.crops[positions], table["age"].to_numpy(np.float32), table)
+        selected = cache.select(split)
+        splits[split] = (selected.crops, selected.table["age"].to_numpy(np.float32), selected.table)
     return splits
 
 
@@ -783,7 +782,7 @@ def leave_one_subject_out(
     """
     from c3ae_utils import pipeline  # tf.data: needs TensorFlow (see the module docstring)
 
-    faces_cache = cache if isinstance(cache, face_cache.FaceCache) else face_cache.load_cache(cache)
+    faces_cache = face_cache.load_cache(cache)
     base = network.load_model(weights)
     model = keras.models.clone_model(base)
     initial = base.get_weights()
@@ -808,8 +807,7 @@ def leave_one_subject_out(
         after = network.predict_ages(model, faces_cache.crops[test])
         subject = str(faces_cache.table["subject"].iloc[test[0]])
         folds.append(LosoFold(subject, test, int(train_rows.size), before, after["age"], after["distribution"]))
-    label = weights.name if isinstance(weights, keras.Model) else network.weights_label(network.resolve_weights(weights))
-    settings = {"model": label, "epochs": epochs, "batch_size": batch_size,
+    settings = {"model": network.model_label(weights), "epochs": epochs, "batch_size": batch_size,
                 "learning_rate": learning_rate, "loss": loss, "seed": seed, "augment": augment}
     return LosoRun(folds, settings)
 

@@ -1,8 +1,9 @@
 """Shared fixtures: the real data mirror, one set of real face caches, and the notebook runner.
 
-Under pytest-xdist (`make test` runs two workers) every notebook test goes to one worker
-(group "course"), so the notebooks run once, in order; the face caches are built once per
-test run, in a folder all workers share, behind a file lock.
+Under pytest-xdist (`make test` runs two workers) each test module stays on one worker and
+every notebook test goes to one worker (group "course"), so the notebooks run once, in
+order; the face caches are built once per test run, in a folder all workers share, behind a
+file lock.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ CACHED_DATASETS = ("utkface", "fgnet")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Notebook tests share one course run: keep them on one xdist worker, in file order."""
+    """Under `--dist loadgroup`, keep each test module on one xdist worker (its module-scoped
+    fixtures, e.g. a trained run, are then made once) and every notebook test on one worker
+    (they share one course run)."""
     for item in items:
-        if item.get_closest_marker("notebook"):
-            item.add_marker(pytest.mark.xdist_group("course"))
+        group = "course" if item.get_closest_marker("notebook") else item.module.__name__
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -103,6 +103,13 @@ class FaceCache:
     def __len__(self) -> int:
         return len(self.table)
 
+    def select(self, split: str) -> FaceCache:
+        """The faces of one split ("train", "val", "test", or "all"; `datasets.select_split`):
+        a `FaceCache` with those crops and table rows (index reset), failures unchanged."""
+        positions = datasets.select_split(self.table, split)
+        return FaceCache(self.crops[positions], self.table.iloc[positions].reset_index(drop=True),
+                         self.failures, self.path)
+
 
 def cache_name(dataset: str, max_images: int | None = None) -> str:
     """The cache folder name of a dataset: "utkface" for all images, "utkface-n400" for 400."""
@@ -592,8 +599,11 @@ def _concatenate_crops(folder: Path, num_chunks: int, num_faces: int, crop_size:
     return crops
 
 
-def load_cache(name_or_path: str | Path) -> FaceCache:
-    """Load a finished cache: crops uint8 [n, 3, 64, 64, 3], table (n rows), failures."""
+def load_cache(name_or_path: str | Path | FaceCache) -> FaceCache:
+    """Load a finished cache: crops uint8 [n, 3, 64, 64, 3], table (n rows), failures.
+    A `FaceCache` passed in is returned as it is."""
+    if isinstance(name_or_path, FaceCache):
+        return name_or_path
     folder = cache_path(name_or_path)
     manifest_file = folder / "manifest.parquet"
     if not manifest_file.exists():

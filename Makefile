@@ -40,11 +40,11 @@ run-all: setup
 	$(PY) -m c3ae_utils.datasets check-access utkface
 	$(PY) -m c3ae_utils.course --profile $(PROFILE)
 
-# Two pytest-xdist workers: the notebooks run in order on one (group "course"), the rest on both.
+# Two pytest-xdist workers, a test file at a time (the notebooks, all in one file, run in order).
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check c3ae_utils tests bench

@@ -1,9 +1,9 @@
 """Shared fixtures: the real data mirror, one set of real face caches, and the notebook runner.
 
-Under pytest-xdist (`make test` runs two workers) each test module stays on one worker and
-every notebook test goes to one worker (group "course"), so the notebooks run once, in
-order; the face caches are built once per test run, in a folder all workers share, behind a
-file lock.
+Under pytest-xdist (`make test`: two workers, `--dist loadfile`) each test module stays on
+one worker, so module fixtures (a trained run, exported models) are made once and the
+notebooks (all in test_notebooks.py) run once, in order. The face caches are built once per
+test run, in a folder every worker shares, behind a file lock.
 """
 
 from __future__ import annotations
@@ -23,15 +23,6 @@ if "C3AE_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
     os.environ["C3AE_DATA_MIRROR"] = str(DEFAULT_MIRROR)
 
 CACHED_DATASETS = ("utkface", "fgnet")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Under `--dist loadgroup`, keep each test module on one xdist worker (its module-scoped
-    fixtures, e.g. a trained run, are then made once) and every notebook test on one worker
-    (they share one course run)."""
-    for item in items:
-        group = "course" if item.get_closest_marker("notebook") else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,14 @@ if "C3AE_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
 CACHED_DATASETS = ("utkface", "fgnet")
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Tests that need the shared face caches are slow: the first builds them (about 45 s on
+    2 cores), and those tests train, fine-tune or run notebooks on them."""
+    for item in items:
+        if "face_caches" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def mirror() -> Path:
     """The real data mirror (`C3AE_DATA_MIRROR`); tests that need data fail loudly without it."""

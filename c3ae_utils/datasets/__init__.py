@@ -21,7 +21,7 @@ The modules, each importing only those before it:
 | `parsers`    | UTKFace / FG-NET file names and IMDB-WIKI `.mat` -> tidy tables     |
 | `cleaning`   | `load_metadata` and the IMDB-WIKI clean-up                          |
 | `splits`     | `split`, `protocol_split`, `select_split`, `loso_folds`, `subsample` |
-| `metadata`   | saved tables (`write/read_metadata_table`) and summaries            |
+| `metadata`   | saved tables (`write/read_metadata_table`, `metadata_table`), summaries |
 | `cli`        | `main`, `build_parser`: the CLI                                      |
 
 This package re-exports their public names, so `datasets.fetch(...)` is all a caller needs.
@@ -47,6 +47,7 @@ from c3ae_utils.datasets.extract import ARCHIVE_SUFFIXES, extract_archive, is_ar
 from c3ae_utils.datasets.fetching import check_access, fetch, is_complete
 from c3ae_utils.datasets.metadata import (
     age_bin_counts,
+    metadata_table,
     read_metadata_table,
     summarize,
     write_metadata_table,
@@ -104,6 +105,7 @@ __all__ = [
     "SPLIT_CHOICES",
     # metadata
     "summarize", "age_bin_counts", "write_metadata_table", "read_metadata_table",
+    "metadata_table",
     # command line
     "build_parser",
     "main",

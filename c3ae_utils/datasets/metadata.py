@@ -3,7 +3,8 @@
 Contract: `write_metadata_table(table, name)` saves a table that has a `split` column to
 `paths.metadata_path(name)` atomically (a reader never sees half a file);
 `read_metadata_table(name)` reads it back, or raises FileNotFoundError saying which notebook
-writes it. `summarize` and `age_bin_counts` take {dataset name: table} and return one
+writes it; `metadata_table(name)` is that table, or the same table made now when notebook 01
+has not saved it. `summarize` and `age_bin_counts` take {dataset name: table} and return one
 summary DataFrame; they read only the age, gender and subject columns.
 """
 
@@ -15,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from c3ae_utils import paths
-from c3ae_utils.datasets.splits import has_subjects
+from c3ae_utils.datasets.cleaning import load_metadata
+from c3ae_utils.datasets.splits import has_subjects, protocol_split
 
 
 def summarize(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
@@ -67,3 +69,14 @@ def read_metadata_table(name: str) -> pd.DataFrame:
             f"(or save one with datasets.write_metadata_table)."
         )
     return pd.read_parquet(source)
+
+
+def metadata_table(name: str, seed: int = 0) -> pd.DataFrame:
+    """The metadata table (with `split`) of dataset `name`: notebook 01's saved table if there
+    is one, otherwise `load_metadata(name)` with `protocol_split(seed)` (the table notebook 01
+    makes with its default settings)."""
+    if paths.metadata_path(name).exists():
+        return read_metadata_table(name)
+    table = load_metadata(name)
+    table["split"] = protocol_split(table, name, seed=seed)
+    return table

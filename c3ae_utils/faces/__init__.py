@@ -54,7 +54,6 @@ from c3ae_utils.faces.cache import (
     finalize_cache,
     load_cache,
     main,
-    metadata_table,
     yield_table,
 )
 from c3ae_utils.faces.crops import context_boxes, context_crops, crop_box
@@ -147,6 +146,5 @@ __all__ = [
     "load_cache",
     "build_parser",
     "main",
-    "metadata_table",
     "yield_table",
 ]

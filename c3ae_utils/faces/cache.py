@@ -645,16 +645,6 @@ def yield_table(caches: dict[str, FaceCache]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
-def metadata_table(dataset: str, seed: int = 0) -> pd.DataFrame:
-    """The metadata table (with `split`) of a dataset: notebook 01's parquet if it exists,
-    otherwise `datasets.load_metadata` plus `datasets.protocol_split(seed)` (the same table)."""
-    if paths.metadata_path(dataset).exists():
-        return datasets.read_metadata_table(dataset)
-    table = datasets.load_metadata(dataset)
-    table["split"] = datasets.protocol_split(table, dataset, seed=seed)
-    return table
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The options of `c3ae cache` (`python -m c3ae_utils.faces`)."""
     parser = argparse.ArgumentParser(prog="c3ae cache", description="Detect, align and crop faces into a cache.")
@@ -674,7 +664,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _build_from_arguments(args: argparse.Namespace) -> Path:
     """`build-cache`: subsample the dataset's table, build its cache, print its yield."""
-    table = datasets.subsample(metadata_table(args.dataset, args.seed), args.max_images, seed=args.seed)
+    table = datasets.subsample(datasets.metadata_table(args.dataset, args.seed), args.max_images, seed=args.seed)
     name = args.name or cache_name(args.dataset, args.max_images)
     folder = build_cache(table, name, shard=args.shard, workers=args.workers, chunk_size=args.chunk_size)
     if (folder / "manifest.parquet").exists():

@@ -120,3 +120,13 @@ def test_gaussian_is_normalised_and_centred() -> None:
     assert wider[0].max() < gaussian[0].max()
     with pytest.raises(ValueError, match="sigma"):
         age_encoding.encode_gaussian([3], sigma=0)
+
+
+def test_decades_are_the_one_age_grouping_of_the_course() -> None:
+    ages = [0, 9.99, 10, 32, 89.5, 90, 116, -3]
+    np.testing.assert_array_equal(age_encoding.decade(ages), [0, 0, 1, 3, 8, 9, 9, 0])
+    assert age_encoding.decade(ages).dtype == np.int64
+    labels = age_encoding.decade_labels()
+    assert labels[0] == "0-9" and labels[3] == "30-39" and labels[-1] == "90+" and len(labels) == 10
+    np.testing.assert_array_equal(age_encoding.decade([55, 75], last=6), [5, 6])
+    assert age_encoding.decade_labels(last=6)[-1] == "60+"

@@ -362,3 +362,13 @@ def test_select_split_gives_positions_and_names_the_choices() -> None:
         datasets.select_split(table.drop(columns="split"), "test")
     with pytest.raises(ValueError, match=re.escape("splits ['test', 'train']")):
         datasets.select_split(table, "val")
+
+
+def test_protocol_split_keeps_fgnet_whole_for_its_subject_folds(fgnet: pd.DataFrame) -> None:
+    table = fgnet.drop(columns="split", errors="ignore")
+    whole = datasets.protocol_split(table, "fgnet")
+    assert (whole == "train").all() and whole.index.equals(table.index) and whole.name == "split"
+    assert datasets.LOSO_DATASETS == ("fgnet",)
+    # any other dataset gets `split`, exactly
+    utkface_like = table.assign(subject=pd.NA)
+    assert datasets.protocol_split(utkface_like, "utkface", seed=3).equals(datasets.split(utkface_like, seed=3))

@@ -263,3 +263,24 @@ def test_cli_fails_only_when_nothing_could_be_done(reference_h5, tmp_path, monke
     assert "missing.jpg: file not found" in messages and "blank.png: no face found" in messages
     assert inference.main([str(blank), "--weights", "no-such-run"]) == 1
     assert "No weights at 'no-such-run'" in capsys.readouterr().err
+
+
+def test_one_weights_loader_for_names_runs_and_files(model, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("C3AE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("C3AE_DATA_DIR", str(tmp_path / "raw"))
+    folder = tmp_path / "artifacts" / "runs" / "a-run"
+    folder.mkdir(parents=True)
+    model.save(folder / "last.keras")  # an unfinished run: no best.keras yet
+    assert network.resolve_weights("a-run") == folder / "last.keras"
+
+    class RunLike:  # what training.Run offers: the run folder
+        path = folder
+
+    assert network.resolve_weights(RunLike()) == folder / "last.keras"
+    assert network.model_label(RunLike()) == "a-run" and network.model_label(model) == model.name
+    v84 = network.resolve_weights("reference-v84")
+    assert v84.name == network.REFERENCE_WEIGHTS["reference-v84"] and v84.parent == tmp_path / "raw" / "reference"
+    assert network.load_model("reference-v84").count_params() == 48_633  # no SE
+    assert network.load_model(model) is model
+    with pytest.raises(ValueError, match="'reference-v84', 'reference-v89'"):
+        network.reference_weights_path("reference-v90")

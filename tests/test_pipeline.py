@@ -9,6 +9,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -313,8 +314,6 @@ def test_bad_augmentation_settings_and_step_counts_raise_value_errors():
 
 
 def test_from_cache_selects_one_split_of_a_face_cache(faces, tmp_path):
-    import pandas as pd
-
     from c3ae_utils import faces as face_cache
 
     crops, ages = faces
@@ -417,3 +416,15 @@ def test_augmentation_functions_reject_bad_inputs(faces, call, message):
     crops, _ = faces
     with pytest.raises(ValueError, match=message):
         call(crops[:4])
+
+
+def test_a_cache_selects_its_splits(faces, tmp_path):
+    from c3ae_utils import faces as face_cache
+
+    crops, ages = faces
+    table = pd.DataFrame({"age": ages.astype(int), "split": np.where(np.arange(NUM_FACES) < 5, "val", "train")})
+    cache = face_cache.FaceCache(crops, table, pd.DataFrame(columns=["path", "reason"]), tmp_path)
+    val = cache.select("val")
+    np.testing.assert_array_equal(val.crops, crops[:5])
+    assert list(val.table.index) == list(range(5)) and len(cache.select("all")) == NUM_FACES
+    assert face_cache.load_cache(cache) is cache  # a loaded cache passes through

@@ -1,9 +1,20 @@
-"""The `c3ae` console script: `c3ae train ...`, `c3ae predict ...`, `c3ae data ...`."""
+"""The `c3ae` console script (`c3ae train ...`, `c3ae predict ...`, `c3ae data ...`,
+`c3ae cache ...`) and `run`, the error contract every command line of the package shares.
+
+Contract: a command's expected errors (a bad argument or input: `ValueError`; a missing,
+unreadable or damaged file, a failed download: `OSError`) end it with ONE line on stderr,
+`<prog>: error: <what and what to do>`, and exit code 1; argparse's own usage errors exit 2;
+Ctrl-C exits 130 after one line (a command that saves work says what it kept and how to
+resume). Any other exception is a bug and keeps its traceback. `C3AE_DEBUG=1` shows the
+traceback of expected errors too.
+"""
 
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+from collections.abc import Callable, Sequence
 
 COMMANDS = {
     "train": ("c3ae_utils.training", "train a model (see `c3ae train --help`)"),
@@ -11,6 +22,31 @@ COMMANDS = {
     "data": ("c3ae_utils.datasets", "fetch datasets and inspect the registry"),
     "cache": ("c3ae_utils.faces", "detect, align and crop faces into a cache"),
 }
+DEBUG_VARIABLE = "C3AE_DEBUG"
+EXPECTED_ERRORS = (ValueError, OSError)  # bad input; missing, unreadable or damaged files
+INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+def error_line(error: BaseException) -> str:
+    """The message of `error` on one line (inner newlines folded into spaces)."""
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
+def run(main: Callable[[Sequence[str] | None], int | None], argv: Sequence[str] | None = None,
+        prog: str = "c3ae") -> int:
+    """Run a command-line `main(argv)` under the package's error contract (module docstring);
+    return its exit code."""
+    try:
+        return int(main(argv) or 0)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted.", file=sys.stderr)
+        return INTERRUPTED
+    except EXPECTED_ERRORS as error:
+        if os.environ.get(DEBUG_VARIABLE):
+            raise
+        print(f"{prog}: error: {error_line(error)}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: c3ae COMMAND [ARGS...]\n\ncommands:\n" + "\n".join(lines))
         return 0 if argv and argv[0] in {"-h", "--help"} else 2
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return int(module.main(argv[1:]) or 0)
+    return run(module.main, argv[1:], prog=f"c3ae {argv[0]}")
 
 
 if __name__ == "__main__":

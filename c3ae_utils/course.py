@@ -17,7 +17,7 @@ from pathlib import Path
 
 import papermill
 
-from c3ae_utils import paths
+from c3ae_utils import cli, paths
 
 logger = logging.getLogger(__name__)
 
@@ -118,4 +118,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, prog="python -m c3ae_utils.course"))

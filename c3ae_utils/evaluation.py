@@ -37,7 +37,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from tqdm.auto import tqdm
 
-from c3ae_utils import age_encoding, datasets, network, paths, training
+from c3ae_utils import age_encoding, cli, datasets, network, paths, training
 from c3ae_utils.faces import cache as face_cache
 
 logger = logging.getLogger(__name__)
@@ -666,4 +666,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, prog="python -m c3ae_utils.evaluation"))

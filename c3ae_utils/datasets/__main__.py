@@ -1,8 +1,10 @@
-"""`python -m c3ae_utils.datasets ...`: runs `cli.main` and exits with its status."""
+"""`python -m c3ae_utils.datasets ...`: runs `cli.main` under the package's error contract
+(`c3ae_utils.cli.run`) and exits with its status."""
 
 import sys
 
+from c3ae_utils import cli
 from c3ae_utils.datasets.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, prog="c3ae data"))

@@ -4,9 +4,11 @@
     python -m c3ae_utils.datasets fetch utkface        # download (or copy from the mirror) and extract
     python -m c3ae_utils.datasets check-access wiki    # fail fast when the data cannot be obtained
 
-Contract: `main(argv)` returns the exit status: 0 on success; 1 when `fetch` or
-`check-access` cannot obtain the dataset (the reason, with the fixes, goes to stderr); argparse
-exits with 2 on bad arguments. `fetch` prints the dataset folder on stdout.
+Contract: `main(argv)` returns the exit status: 0 on success; 1 when `check-access` finds
+the dataset out of reach (the reason, with the fixes, goes to stderr); argparse exits with 2 on
+bad arguments. `fetch` prints the dataset folder on stdout; when it cannot obtain the dataset
+it raises ValueError / OSError, which `c3ae data` and `python -m c3ae_utils.datasets` (both
+through `c3ae_utils.cli.run`) turn into one line on stderr, `c3ae data: error: ...`, and exit 1.
 """
 
 from __future__ import annotations
@@ -56,13 +58,8 @@ def _check_access(name: str, timeout: float) -> int:
 
 
 def _fetch(name: str) -> int:
-    """Fetch `name` and print its folder; 1 with the reason on stderr when it cannot."""
-    try:
-        folder = fetch(name)
-    except (FileNotFoundError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    print(folder)
+    """Fetch `name` and print its folder (errors propagate to `cli.run`: one line, exit 1)."""
+    print(fetch(name))
     return 0
 
 

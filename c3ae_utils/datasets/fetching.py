@@ -5,7 +5,8 @@ Contract: `fetch(name)` returns `raw_dir()/<name>` holding the dataset in the co
 (`C3AE_DATA_MIRROR`, laid out like the course's `shared/data`) or from the official downloads
 (kept in `download_dir()/<name>/`). The folder appears all at once: files are placed in a
 temporary sibling that is renamed into place only when its layout checks pass, so a failure
-leaves no half dataset under the final name. With `C3AE_OFFLINE=1` the network is never used.
+leaves no half dataset under the final name, and the temporary folders of a killed fetch are
+removed by the next one. With `C3AE_OFFLINE=1` the network is never used.
 When nothing can provide the data, FileNotFoundError says how to fix it. `is_complete` and
 `check_access` answer quickly without fetching anything.
 """
@@ -98,6 +99,35 @@ def _normalise_layout(name: str, folder: Path) -> None:
         _normalise_fgnet(folder)
     elif name in {"wiki", "imdb"}:
         _normalise_imdb_wiki(name, folder)
+
+
+def _process_alive(pid: int) -> bool:
+    """True when process `pid` may still run (on Windows, or when in doubt: True)."""
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # e.g. PermissionError: it runs, as another user
+        return True
+    return True
+
+
+def _remove_leftovers(target: Path) -> None:
+    """Delete the `.<name>.partial-<pid>` and `.<name>.old-<pid>` folders beside `target` that
+    fetches killed before they could clean up left behind (their process no longer runs).
+
+    A fetch of this process never overlaps this one (so its own pid is stale too); a folder of a
+    running process is another fetch at work and stays. Downloads are not here: their
+    `<file>.part` in `download_dir()` is resumed by `download`.
+    """
+    for kind in ("partial", "old"):
+        for folder in target.parent.glob(f".{target.name}.{kind}-*"):
+            pid = folder.name.rsplit("-", 1)[-1]
+            if pid.isdigit() and (int(pid) == os.getpid() or not _process_alive(int(pid))):
+                logger.info("Removing %s, left by an interrupted fetch", folder)
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -251,11 +281,14 @@ def fetch(name: str | DatasetSpec, *, progress: bool = True) -> Path:
     the official files into `download_dir()/name/`. Idempotent: a folder with the `.complete`
     marker is returned at once; a folder extracted by hand with the right file counts gets
     the marker. Extraction happens in a temporary sibling folder that is renamed into place
-    only when complete. `name` may also be a `DatasetSpec` (e.g. a registry entry with
-    another URL, via `dataclasses.replace`).
+    only when complete; the temporary folders of fetches that were killed (their process is
+    gone) are removed, and a killed download resumes from its `.part` file. `name` may also be
+    a `DatasetSpec` (e.g. a registry entry with another URL, via `dataclasses.replace`).
     """
     spec = name if isinstance(name, DatasetSpec) else get_spec(name)
     target = paths.raw_dir() / spec.name
+    if target.parent.is_dir():
+        _remove_leftovers(target)
     if (target / MARKER).exists():
         return target
     if target.is_dir() and not _layout_problems(spec, target):
@@ -264,7 +297,6 @@ def fetch(name: str | DatasetSpec, *, progress: bool = True) -> Path:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{spec.name}.partial-{os.getpid()}")
-    shutil.rmtree(temporary, ignore_errors=True)
     temporary.mkdir()
     try:
         _build(spec, temporary, target, progress)

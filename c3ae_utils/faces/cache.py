@@ -22,13 +22,15 @@ Layout (`paths.cache_dir() / cache_name /`):
 Crops are RGB, ordered outer/middle/inner (`shapes.SCALE_NAMES`), raw 0-255 values; they
 take 3 x 64 x 64 x 3 = 36,864 bytes per face, about 369 MB per 10,000 faces. Every file is
 written atomically (`paths.atomic_write`), so an interrupted build resumes where it stopped
-and ends byte-identical to an uninterrupted one.
+and ends byte-identical to an uninterrupted one. Ctrl-C stops the workers at once and says
+what was kept; workers also end when the process that started them dies.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import logging
@@ -36,8 +38,10 @@ import math
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
-from collections.abc import Callable, Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +51,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from c3ae_utils import datasets, paths
+from c3ae_utils import cli, datasets, paths
 from c3ae_utils.faces.detection import Detector
 from c3ae_utils.faces.images import REASON_TOO_SMALL_IMAGE, REASON_UNREADABLE
 from c3ae_utils.faces.processing import (
@@ -207,6 +211,30 @@ def _cache_config(table: pd.DataFrame, chunk_size: int, settings: Settings, dete
     }
 
 
+def _config_differences(old: dict, new: dict) -> list[str]:
+    """The entries (dotted keys; "the table" for the input fingerprint) where two configs differ."""
+    found = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key), new.get(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            found += [f"{key}.{inner}" for inner in sorted(set(before) | set(after))
+                      if before.get(inner) != after.get(inner)]
+        elif before != after:
+            found.append("the table" if key == "table_sha256" else key)
+    return found
+
+
+def _read_existing_config(config_file: Path) -> dict:
+    """The `config.json` of an existing cache folder; ValueError naming it when it is damaged."""
+    try:
+        return json.loads(config_file.read_text())
+    except json.JSONDecodeError as error:
+        raise ValueError(
+            f"{config_file} is damaged ({error}); delete the folder {config_file.parent} and build "
+            "the cache again."
+        ) from None
+
+
 def _prepare_cache_folder(folder: Path, table: pd.DataFrame, config: dict) -> None:
     """Create the folder, or check that an existing one was started with the same input."""
     paths.ensure_dir(folder / "chunks")
@@ -214,10 +242,12 @@ def _prepare_cache_folder(folder: Path, table: pd.DataFrame, config: dict) -> No
     config_file = folder / "config.json"
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     if config_file.exists():
-        if json.loads(config_file.read_text()) != json.loads(text):
+        differences = _config_differences(_read_existing_config(config_file), json.loads(text))
+        if differences:
             raise ValueError(
-                f"{folder} holds a cache built from a different table or with other settings. "
-                "Delete the folder or choose another cache name."
+                f"Cache {folder.name!r} in {folder} holds a cache built from a different table or "
+                f"with other settings (differs: {', '.join(differences)}). Choose another cache "
+                f"name (`--name` of `c3ae cache build-cache`), or delete {folder} to rebuild it."
             )
     else:
         paths.write_text_atomic(config_file, text)
@@ -307,6 +337,24 @@ def _use_one_thread_per_library() -> None:
     tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
+def _exit_with_parent() -> None:
+    """End this worker process as soon as the process that started it is gone.
+
+    A parent killed with SIGKILL cannot stop its pool, and an orphaned worker would otherwise
+    finish its chunk, then wait forever on the task queue holding its memory. A daemon thread
+    waits on the parent's sentinel (a pipe only the parent holds open; `parent_process().join`).
+    """
+    parent = multiprocessing.parent_process()
+    if parent is None:  # not started by multiprocessing: nothing to watch
+        return
+
+    def watch() -> None:
+        parent.join()
+        os._exit(1)  # no clean-up: a chunk being written leaves only a temporary file
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
 def _init_worker(detector_options: dict, worker_initializer: Callable[[], None] | None) -> None:
     """Set up a pool worker: one thread per library, a built and warmed-up detector, then
     the caller's `worker_initializer`.
@@ -315,6 +363,8 @@ def _init_worker(detector_options: dict, worker_initializer: Callable[[], None] 
     `multiprocessing.Pool` would instead restart failing workers silently, forever).
     """
     global _WORKER_DETECTOR
+    _exit_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (`_run_jobs`)
     _use_one_thread_per_library()
     detector = Detector(**detector_options)
     detector.detect(np.zeros((64, 64, 3), dtype=np.uint8))  # builds and warms up the networks
@@ -356,6 +406,31 @@ def _run_in_this_process(
         _WORKER_DETECTOR = previous
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Block SIGINT in this thread meanwhile; a Ctrl-C pressed meanwhile arrives at the end.
+
+    Processes started meanwhile inherit the blocked signal, so a terminal's Ctrl-C (sent to
+    every process of the foreground group) reaches only the parent, which stops them.
+    """
+    if not hasattr(signal, "pthread_sigmask"):  # Windows: `_init_worker` ignores SIGINT instead
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _terminate_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Stop the pool's running chunks now (their files are written atomically, so at most a
+    temporary file is left, which a re-run removes); queued chunks are cancelled by shutdown."""
+    # `_processes` is private but present in every supported Python (3.14 adds terminate_workers).
+    for process in list((getattr(executor, "_processes", None) or {}).values()):
+        process.terminate()
+
+
 def _run_jobs(
     jobs: list[_ChunkJob],
     workers: int,
@@ -364,7 +439,8 @@ def _run_jobs(
 ) -> None:
     """Run chunk jobs on a spawn-context process pool (in this process for one worker);
     `on_result(chunk, images)` in the parent after each finished chunk. Fails loudly when a
-    worker cannot start or dies."""
+    worker cannot start or dies; on Ctrl-C (or an error of `on_result`) queued chunks are
+    dropped and running ones stopped at once."""
     if workers == 1:
         _run_in_this_process(jobs, initargs, on_result)
         return
@@ -373,7 +449,8 @@ def _run_jobs(
         max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs
     )
     try:
-        futures = [executor.submit(_process_chunk, job) for job in jobs]
+        with _sigint_deferred():  # submit starts the workers: they inherit the blocked SIGINT
+            futures = [executor.submit(_process_chunk, job) for job in jobs]
         for future in concurrent.futures.as_completed(futures):
             index, images, _ = future.result()
             on_result(index, images)
@@ -382,8 +459,10 @@ def _run_jobs(
             "A preprocessing worker failed while starting or died (see its traceback above). "
             "Fix the cause and run again: finished chunks are kept."
         ) from error
+    except BaseException:
+        _terminate_workers(executor)
+        raise
     finally:
-        # On an error or Ctrl-C: drop queued chunks, let running ones finish their atomic writes.
         executor.shutdown(wait=True, cancel_futures=True)
 
 
@@ -393,18 +472,23 @@ def _run_jobs(
 
 
 def _parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
-    """(index, count) of a shard given as None (the whole table), (i, n) or "i/n"."""
+    """(index, count) of a shard given as None (the whole table), (i, n) or "i/n".
+
+    Errors start with "shard <value>:", which the command line turns into "--shard <value>:".
+    """
     if shard is None:
         return 0, 1
     if isinstance(shard, str):
         try:
             index, count = (int(part) for part in shard.split("/"))
-        except ValueError as error:
-            raise ValueError(f"Shard must look like 'i/n' (e.g. 0/4), got {shard!r}.") from error
+        except ValueError:
+            raise ValueError(f"shard {shard}: give i/n, shard i of n (e.g. 0/4).") from None
     else:
         index, count = shard
+    if count < 1:
+        raise ValueError(f"shard {index}/{count}: the number of shards n must be at least 1.")
     if not 0 <= index < count:
-        raise ValueError(f"Shard index must be in [0, {count}), got {index}.")
+        raise ValueError(f"shard {index}/{count}: the index i must be 0 to {count - 1} for {count} shards.")
     return index, count
 
 
@@ -464,7 +548,9 @@ def build_cache(
     is ready; an exception there stops the build (a `RuntimeError` from a pool). Workers are started
     with "spawn", so it must be a module-level function the workers can import, and a
     script that calls `build_cache` needs the usual `if __name__ == "__main__":` guard
-    (notebooks need nothing). Returns the cache folder.
+    (notebooks need nothing). Workers end when this process dies. Ctrl-C stops them at once
+    (queued chunks are dropped, running ones cut short; finished chunks stay whole) and raises
+    `BuildInterrupted`, a `KeyboardInterrupt` saying what was kept. Returns the cache folder.
     """
     _check_build_input(table, chunk_size)
     _check_picklable(worker_initializer)
@@ -481,12 +567,30 @@ def build_cache(
     jobs = [_chunk_job(table, index, chunk_size, settings, chunks_dir) for index in owned]
     pending = [job for job in jobs if not _chunk_complete(chunks_dir, job.index)]
     if pending:
-        _run_pending(
-            pending, sum(len(job.image_paths) for job in jobs), workers, (detector_options, worker_initializer),
-            on_chunk_done, label=folder.name, progress=progress,
-        )
+        try:
+            _run_pending(
+                pending, sum(len(job.image_paths) for job in jobs), workers, (detector_options, worker_initializer),
+                on_chunk_done, label=folder.name, progress=progress,
+            )
+        except KeyboardInterrupt:
+            raise BuildInterrupted(_kept_message(folder, jobs, shard_index, shard_count)) from None
     _finish_shard(folder, owned, shard_index, shard_count, config["num_chunks"])
     return folder
+
+
+class BuildInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped `build_cache`; the message says which chunks were kept and how to resume."""
+
+
+def _kept_message(folder: Path, jobs: list[_ChunkJob], shard_index: int, shard_count: int) -> str:
+    """What an interrupted build kept (its finished chunks) and how to resume it."""
+    done = [job for job in jobs if _chunk_complete(folder / "chunks", job.index)]
+    images = sum(len(job.image_paths) for job in done)
+    shard = f" of shard {shard_index}/{shard_count}" if shard_count > 1 else ""
+    return (
+        f"kept {len(done)} of {len(jobs)} chunks{shard} ({images} images) finished in {folder}; "
+        "run the same command again to resume from there."
+    )
 
 
 def _run_pending(
@@ -542,7 +646,10 @@ def _write_shard_manifest(folder: Path, owned: list[int], shard_index: int, shar
 def _read_config(folder: Path) -> dict:
     config_file = folder / "config.json"
     if not config_file.exists():
-        raise FileNotFoundError(f"{folder} is not a face cache (no config.json); run build_cache first.")
+        raise FileNotFoundError(
+            f"{folder} is not a face cache (no config.json); build it first (`c3ae cache build-cache "
+            "--dataset NAME` or faces.build_cache)."
+        )
     return json.loads(config_file.read_text())
 
 
@@ -662,9 +769,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_arguments(args: argparse.Namespace) -> None:
+    """ValueError naming the option, for `build-cache` values argparse lets through."""
+    if args.dataset not in datasets.LABELLED:
+        problem = "has no age labels" if args.dataset in datasets.REGISTRY else "is not a known dataset"
+        raise ValueError(f"--dataset {args.dataset}: {problem}; choose one of {', '.join(datasets.LABELLED)}.")
+    counts = (("--max-images", args.max_images, "leave it out for every image"),
+              ("--workers", args.workers, "leave it out for every core"),
+              ("--chunk-size", args.chunk_size, f"the default is {CHUNK_SIZE}"))
+    for option, value, default in counts:
+        if value is not None and value < 1:
+            raise ValueError(f"{option} {value}: give a positive number ({default}).")
+    if args.seed < 0:
+        raise ValueError(f"--seed {args.seed}: give a non-negative integer (the default is 0).")
+    try:
+        _parse_shard(args.shard)
+    except ValueError as error:
+        raise ValueError(f"--{error}") from None  # its message starts with "shard <value>:"
+
+
+def _check_images_on_disk(table: pd.DataFrame, dataset: str) -> None:
+    """ValueError when none of the table's images exist (IMDB-WIKI from the mirror: `.mat` only)."""
+    if "image_available" in table and not table["image_available"].any():
+        raise ValueError(
+            f"--dataset {dataset}: none of the {len(table):,} images it lists is on disk (the data mirror holds "
+            f"{dataset}.mat only). Unset {datasets.MIRROR_VARIABLE}, delete "
+            f"{paths.raw_dir() / dataset} and run `c3ae data fetch {dataset}` to download the images."
+        )
+
+
 def _build_from_arguments(args: argparse.Namespace) -> Path:
     """`build-cache`: subsample the dataset's table, build its cache, print its yield."""
+    _check_arguments(args)
     table = datasets.subsample(datasets.metadata_table(args.dataset, args.seed), args.max_images, seed=args.seed)
+    _check_images_on_disk(table, args.dataset)
     name = args.name or cache_name(args.dataset, args.max_images)
     folder = build_cache(table, name, shard=args.shard, workers=args.workers, chunk_size=args.chunk_size)
     if (folder / "manifest.parquet").exists():
@@ -673,15 +811,22 @@ def _build_from_arguments(args: argparse.Namespace) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m c3ae_utils.faces build-cache|finalize ...` (also `c3ae cache ...`)."""
-    args = build_parser().parse_args(argv)
+    """`python -m c3ae_utils.faces build-cache|finalize ...` (also `c3ae cache ...`), run under
+    `cli.run`: bad arguments and files raise ValueError / OSError (one line on stderr there);
+    Ctrl-C during a build prints what was kept and returns 130."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.command == "finalize":
         print(finalize_cache(args.name))
-    else:
+        return 0
+    try:
         print(_build_from_arguments(args))
+    except BuildInterrupted as stop:
+        print(f"{parser.prog}: interrupted: {stop}", file=sys.stderr)
+        return cli.INTERRUPTED
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli.run(main, prog="c3ae cache"))

@@ -4,6 +4,12 @@ Import modules, not names::
 
     from c3ae_utils import age_encoding, network
     model = network.build_c3ae()
+
+Importing the package loads nothing heavy, so modules without Keras (`paths`, `datasets`,
+`faces`) stay light. Importing any module that handles Keras models (`network`, `training`,
+`evaluation`, `inference`) registers all of the package's custom layers, losses and metrics
+with Keras (through `network`, see its docstring), so plain `keras.saving.load_model` reads
+every model the course saves.
 """
 
 __version__ = "0.1.0"

@@ -5,11 +5,19 @@ Command line (the `c3ae` console script dispatches `predict` here)::
     c3ae predict photo.jpg clip.mp4 --weights utkface-focal-full --output predictions/ --json
     c3ae predict clip.mp4 --stride 5            # every 5th frame of the video
     c3ae predict --camera 0 --max-frames 300    # a webcam, where one exists
+    c3ae predict photos/                        # every photo and video directly in a folder
     python -m c3ae_utils.inference photo.jpg    # the same without the console script
 
 Every face goes through the same preprocessing as training (`faces.process_image` with the
 inference policy: detect, align, detect again, the three context crops), and all faces of one
 photo or video frame are predicted in one batched model call.
+
+The command line follows the package's error contract (`cli.run`): the weights are loaded and
+checked (`network.load_model`) before any image is read and before the output folder is
+made, so bad weights, a bad `--output` or a bad option end it with one line on stderr and
+exit code 1 (2 for usage errors), leaving nothing behind. A folder given as input stands for
+the photos and videos directly inside it (`IMAGE_SUFFIXES`, `VIDEO_SUFFIXES`; sorted by
+name, not recursive); other inputs that cannot be used are reported and skipped.
 """
 
 from __future__ import annotations
@@ -28,15 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import cv2
+import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from c3ae_utils import faces, network, paths
+from c3ae_utils import cli, faces, network, paths
 from c3ae_utils.shapes import CROPS_SHAPE
 
 logger = logging.getLogger(__name__)
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
 CSV_COLUMNS = ["frame", "time_s", "face", "x1", "y1", "x2", "y2", "confidence", "age"]
 QUANTIZATIONS = ("float32", "float16", "int8")
 EXPORT_FORMATS = ("tflite_float32", "tflite_float16", "tflite_int8", "onnx")
@@ -78,12 +88,13 @@ class AgeEstimator:
     """Detect every face of a photo and predict its age with a C3AE model.
 
     `model` is a Keras C3AE model (input `crops` [n, 3, 64, 64, 3] RGB 0-255, outputs `age`
-    and `distribution`) or an exported runner (`TFLiteRunner`, `OnnxRunner`); `detector` is a
-    `faces.Detector` (default: the process-wide `faces.default_detector()`).
+    and `distribution`; checked by `network.check_signature`, ValueError otherwise) or an
+    exported runner (`TFLiteRunner`, `OnnxRunner`); `detector` is a `faces.Detector`
+    (default: the process-wide `faces.default_detector()`).
     """
 
     def __init__(self, model: Any, detector: Any = None, name: str = "model") -> None:
-        self.model = model
+        self.model = network.load_model(model) if isinstance(model, keras.Model) else model
         self.detector = detector
         self.name = name
 
@@ -230,6 +241,8 @@ def predict_video(
 
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}.")
+    if max_frames is not None and max_frames < 1:
+        raise ValueError(f"max_frames must be at least 1 (or None for every frame), got {max_frames}.")
     capture = open_capture(source)
     fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
     total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
@@ -612,36 +625,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`c3ae predict ...`: 0 when at least one face was predicted, 1 when nothing could be done."""
+    """`c3ae predict ...` under the package's error contract (`cli.run`): 0 when at least one
+    face was predicted; 1 when nothing could be done, or on bad weights or a bad `--output`
+    (one line on stderr, nothing written); 2 on usage errors; 130 on Ctrl-C."""
+    return cli.run(_predict_command, argv, prog="c3ae predict")
+
+
+def _predict_command(argv: Sequence[str] | None = None) -> int:
+    """`main` without the error contract: raises ValueError/OSError for bad input."""
     parser = build_parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if not args.inputs and args.camera is None:
         parser.error("give at least one photo or video, or --camera INDEX")
     if args.stride < 1:
         parser.error("--stride must be at least 1")
+    if args.max_frames is not None and args.max_frames < 1:
+        parser.error("--max-frames must be at least 1")
+    output = _output_folder(args.output)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    output = paths.ensure_dir(args.output or paths.artifacts_dir() / "predictions")
-
     if args.weights is None:
         _say(
             "No --weights given: using the reference C3AE v89 weights (StevenBanama/C3AE, trained on IMDB-WIKI)."
         )
-    try:
-        estimator = AgeEstimator.from_weights(args.weights)
-    except (FileNotFoundError, ValueError) as error:
-        _say(f"error: {error}")
-        return 1
-
-    results = [_predict_input(estimator, path, output, args) for path in args.inputs]
+    estimator = AgeEstimator.from_weights(args.weights)  # checked before any image is read
+    paths.ensure_dir(output)
+    results = [_predict_input(estimator, path, output, args) for path in expand_inputs(args.inputs)]
     if args.camera is not None:
         results.append(_predict_camera(estimator, args.camera, output, args))
     summary = {"weights": estimator.name, "output": str(output), "results": results}
-    (output / "predictions.json").write_text(json.dumps(summary, indent=2))
+    paths.write_text_atomic(output / "predictions.json", json.dumps(summary, indent=2))
     if args.json:
         print(json.dumps(summary, indent=2))
     done = sum(1 for result in results if result.get("num_faces", 0) > 0)
     _say(f"{done} of {len(results)} inputs with faces; results in {output}")
     return 0 if done else 1
+
+
+def _output_folder(output: Path | None) -> Path:
+    """The `--output` folder (default `artifacts/predictions`); ValueError when it names a file."""
+    output = output or paths.artifacts_dir() / "predictions"
+    blocked = next((p for p in (output, *output.parents) if p.exists() and not p.is_dir()), None)
+    if blocked is not None:
+        raise ValueError(
+            f"--output {output}: {blocked} is a file, not a folder; give a folder for the "
+            "annotated files and predictions.json."
+        )
+    return output
+
+
+def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
+    """The inputs with each folder replaced by the photos and videos directly inside it
+    (`IMAGE_SUFFIXES`, `VIDEO_SUFFIXES`, any case; hidden files skipped; sorted by name). A
+    folder without any stays in the list, so it is reported."""
+    expanded: list[Path] = []
+    for path in inputs:
+        found = sorted(_media_files(path)) if path.is_dir() else []
+        expanded.extend(found or [path])
+    return expanded
+
+
+def _media_files(folder: Path) -> list[Path]:
+    """Photos and videos directly inside `folder` (by suffix)."""
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+    return [
+        path for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in suffixes
+    ]
 
 
 def _say(message: str) -> None:
@@ -652,6 +701,9 @@ def _say(message: str) -> None:
 def _predict_input(
     estimator: AgeEstimator, path: Path, output: Path, args: argparse.Namespace
 ) -> dict[str, Any]:
+    if path.is_dir():
+        _say(f"{path}: a folder without photos or videos, skipped.")
+        return {"input": str(path), "error": "no photos or videos in folder"}
     if not path.is_file():
         _say(f"{path}: file not found, skipped.")
         return {"input": str(path), "error": "file not found"}
@@ -731,4 +783,4 @@ def _predict_camera(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main())  # `main` applies the error contract itself (cli.run)

@@ -22,6 +22,14 @@ With `num_scales=1` (or 2) the model still takes the three crops and uses the fi
 which is what a single-scale model sees in the paper.
 
 Custom layers use `keras.ops` only, so the model also runs on the JAX backend.
+
+Registration: Keras finds custom classes in its process-wide registry when it reads a
+`.keras` file, so every class a saved model names must be registered before
+`keras.saving.load_model`. This module registers its layers, and imports `training` at its
+end to register the losses and metrics of compiled runs; every package module that handles
+Keras models imports this one, so importing any of them (`network`, `training`,
+`evaluation`, `inference`) is enough. Modules without Keras (`paths`, `datasets`, `faces`)
+stay light.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +57,11 @@ logger = logging.getLogger(__name__)
 FILTERS = 32
 SE_REDUCTION = 2
 BRANCH_NAME = "branch"
+# The end of every message about weights that cannot be used.
+WEIGHTS_ADVICE = (
+    "Give C3AE weights: a run name or folder, a .keras file of a model built with "
+    "network.build_c3ae, a reference .h5 file, or reference-v89 / reference-v84."
+)
 
 # The paper's Table 1 (one branch, single scale, plain): layer -> parameters.
 PAPER_TABLE1: dict[str, int] = {
@@ -439,6 +453,46 @@ def _read_reference_arrays(weights_group) -> dict[tuple[str, str], np.ndarray]:
     return arrays
 
 
+def _file_start(path: Path) -> str:
+    """What a file looks like, for messages: its size and first bytes."""
+    with open(path, "rb") as stream:
+        head = stream.read(16)
+    return f"a file of {path.stat().st_size} bytes starting {head!r}" if head else "an empty file"
+
+
+def _read_reference_file(path: Path) -> tuple[dict, dict[tuple[str, str], np.ndarray]]:
+    """The `model_config` and weight arrays of a Keras 2 `.h5` model file; ValueError naming
+    the file and what it holds instead when it is not one."""
+    if not h5py.is_hdf5(path):
+        raise ValueError(
+            f"{path} is not a Keras .h5 model: expected an HDF5 file, found {_file_start(path)}. "
+            f"{WEIGHTS_ADVICE}"
+        )
+    if _saved_by_keras3(path):
+        raise ValueError(
+            f"{path} was saved by Keras 3, not by the reference's Keras 2: load it with "
+            "network.load_model."
+        )
+    try:
+        with h5py.File(path, "r") as file:
+            if "model_config" not in file.attrs or "model_weights" not in file:
+                raise ValueError(
+                    "expected a full Keras 2 model file (model_config and model_weights), found "
+                    f"attributes {sorted(file.attrs)} and groups {sorted(file)}"
+                )
+            config = json.loads(file.attrs["model_config"])
+            return config, _read_reference_arrays(file["model_weights"])
+    except (OSError, KeyError, TypeError, ValueError) as error:  # h5py reports damage as all of these
+        raise ValueError(
+            f"{path} cannot be read as reference weights: {_clause(error)}. {WEIGHTS_ADVICE}"
+        ) from error
+
+
+def _clause(error: BaseException) -> str:
+    """An error's message without its final full stop, to continue a sentence."""
+    return str(error).rstrip(". ")
+
+
 def _reference_structure(config: dict) -> tuple[bool, dict[str, str]]:
     """From a Keras 2 `model_config`: (uses SE, mapping reference layer name -> our layer path).
 
@@ -498,21 +552,22 @@ def load_reference_h5(path: str | Path) -> keras.Model:
     set exactly once and every shape matches (ValueError otherwise). v84's 12-way head is
     a 1x1 convolution (1x1x1536x12) on the concatenated features followed by global max
     pooling over a 1x1 map: the same function as our Dense(12), so its kernel is reshaped.
-    The returned model takes RGB crops like every other model of the course.
+    The returned model takes RGB crops like every other model of the course. A file that is
+    not a Keras 2 C3AE model (not HDF5, damaged, saved by Keras 3, another network) raises
+    ValueError naming the file.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} not found. Get the reference weights with datasets.fetch('reference')."
         )
-    with h5py.File(path, "r") as file:
-        if "model_config" not in file.attrs or "model_weights" not in file:
-            raise ValueError(
-                f"{path} is not a full Keras 2 model file (no model_config/model_weights)."
-            )
-        config = json.loads(file.attrs["model_config"])
-        arrays = _read_reference_arrays(file["model_weights"])
-    use_se, mapping = _reference_structure(config)
+    config, arrays = _read_reference_file(path)
+    try:
+        use_se, mapping = _reference_structure(config)
+    except (ValueError, KeyError, TypeError) as error:  # KeyError, TypeError: not a Keras model config
+        raise ValueError(
+            f"{path} is not a C3AE reference model: {_clause(error)}. {WEIGHTS_ADVICE}"
+        ) from error
     model = build_c3ae(
         num_scales=3,
         use_se=use_se,
@@ -563,18 +618,43 @@ REFERENCE_WEIGHTS: dict[str, str] = {
 }
 DEFAULT_WEIGHTS = "reference-v89"
 WEIGHT_SUFFIXES = (".keras", ".h5")
+# What every model `load_model` returns takes and gives (batch axis None).
+EXPECTED_INPUTS = [(None, *CROPS_SHAPE)]
+EXPECTED_OUTPUTS = {"age": (None, 1), "distribution": (None, age_encoding.NUM_BINS)}
+
+
+def _reference_sha256(file_name: str) -> str | None:
+    """The published SHA-256 of the reference file `file_name` (`datasets.REGISTRY`)."""
+    spec = datasets.get_spec("reference")
+    digests = [entry.sha256 for entry in (*spec.mirror, *spec.downloads) if entry.target == file_name]
+    return next((digest for digest in digests if digest), None)
+
+
+def _verify_reference(path: Path) -> Path:
+    """`path` after checking its SHA-256 against the registry; ValueError naming the file
+    when it changed after it was fetched (fetching checks it only once)."""
+    try:
+        datasets.verify_checksum(path, sha256=_reference_sha256(path.name))
+    except ValueError as error:
+        raise ValueError(
+            f"{path} is not the published reference file: {_clause(error)}. It was damaged or "
+            f"changed after it was fetched: delete {path.parent} and run "
+            "`c3ae data fetch reference` (or datasets.fetch('reference'))."
+        ) from error
+    return path
 
 
 def reference_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
     """The file of reference weights `name` (a key of `REFERENCE_WEIGHTS` or its file name),
-    fetched with `datasets.fetch("reference")` on first use."""
+    fetched with `datasets.fetch("reference")` on first use and checked against its
+    published SHA-256 on every use (ValueError when it differs)."""
     file_name = REFERENCE_WEIGHTS.get(name, name)
     if file_name not in REFERENCE_WEIGHTS.values():
         raise ValueError(f"Unknown reference weights {name!r}; choose one of {sorted(REFERENCE_WEIGHTS)}.")
     path = datasets.fetch("reference") / file_name
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing after datasets.fetch('reference').")
-    return path
+    return _verify_reference(path)
 
 
 def _run_model_file(folder: Path) -> Path:
@@ -627,16 +707,92 @@ def model_label(spec: keras.Model | str | os.PathLike | Any | None = None) -> st
     return spec.name if isinstance(spec, keras.Model) else weights_label(resolve_weights(spec))
 
 
+def _shape_text(shape: tuple) -> str:
+    return "[" + ", ".join(str(size) for size in shape) + "]"
+
+
+def _signature_text(inputs: list[tuple], outputs: dict[str, tuple]) -> str:
+    """E.g. "one input [None, 3, 64, 64, 3] and outputs age [None, 1], distribution [None, 12]"."""
+    count = {0: "no input", 1: "one input"}.get(len(inputs), f"{len(inputs)} inputs")
+    shapes = ", ".join(_shape_text(shape) for shape in inputs)
+    heads = ", ".join(f"{name} {_shape_text(shape)}" for name, shape in outputs.items()) or "none"
+    return f"{count} {shapes}".rstrip() + f" and outputs {heads}"
+
+
+def model_signature(model: keras.Model) -> tuple[list[tuple], dict[str, tuple]]:
+    """A Keras model's input shapes and `{output name: shape}` (batch axis None); empty for a
+    model that was never built on inputs (a subclassed model)."""
+    inputs = [tuple(tensor.shape) for tensor in getattr(model, "inputs", None) or []]
+    tensors = getattr(model, "outputs", None) or []
+    names = getattr(model, "output_names", None) or [tensor.name for tensor in tensors]
+    return inputs, {name: tuple(tensor.shape) for name, tensor in zip(names, tensors, strict=False)}
+
+
+def check_signature(model: keras.Model, source: str | os.PathLike) -> keras.Model:
+    """`model` after checking it takes crops `[None, 3, 64, 64, 3]` and gives `age` `[None, 1]`
+    and `distribution` `[None, 12]`; ValueError naming `source` and what it has instead."""
+    inputs, outputs = model_signature(model)
+    if inputs != EXPECTED_INPUTS or outputs != EXPECTED_OUTPUTS:
+        raise ValueError(
+            f"{source} is not a C3AE model: expected {_signature_text(EXPECTED_INPUTS, EXPECTED_OUTPUTS)}, "
+            f"found {_signature_text(inputs, dict(sorted(outputs.items())))}. {WEIGHTS_ADVICE}"
+        )
+    return model
+
+
+def _keras_load(path: Path, compile: bool) -> keras.Model:
+    """`keras.saving.load_model(path)`; ValueError naming the file when Keras cannot read it."""
+    try:
+        return keras.saving.load_model(path, compile=compile)
+    except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:  # TypeError: unknown class
+        raise ValueError(
+            f"{path} cannot be loaded as a Keras model: {' '.join(_clause(error).split())}. "
+            f"{WEIGHTS_ADVICE}"
+        ) from error
+
+
+def _load_file(path: Path, compile: bool) -> keras.Model:
+    """The model in a weights file: `.keras` zip archives and `.h5` files saved by Keras 3
+    through Keras, Keras 2 `.h5` files (the reference's) through `load_reference_h5`;
+    ValueError naming the file when it is neither (Keras calls a damaged archive "File not
+    found")."""
+    if path.suffix == ".h5":
+        return _keras_load(path, compile) if _saved_by_keras3(path) else load_reference_h5(path)
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path} is not a Keras model: expected a .keras zip archive, found "
+            f"{_file_start(path)}. {WEIGHTS_ADVICE}"
+        )
+    return _keras_load(path, compile)
+
+
+def _saved_by_keras3(path: Path) -> bool:
+    """True for an HDF5 file written by Keras 3's `model.save("....h5")` (not the reference's
+    Keras 2 layout, which `load_reference_h5` maps; read as one, its ages would be wrong)."""
+    try:
+        with h5py.File(path, "r") as file:
+            version = file.attrs.get("keras_version", b"")
+    except OSError:  # not HDF5, or damaged: `load_reference_h5` says which
+        return False
+    major = (version.decode() if isinstance(version, bytes) else str(version)).split(".")[0]
+    return major.isdigit() and int(major) >= 3
+
+
 def load_model(spec: keras.Model | str | os.PathLike | Any | None = None, compile: bool = False) -> keras.Model:
     """A C3AE Keras model (RGB input) from anything `resolve_weights` accepts, or `spec` itself
     when it already is a `keras.Model`. Reference `.h5` files go through `load_reference_h5`;
-    `compile=True` restores a run's optimizer and losses (needed only to continue training)."""
+    `compile=True` restores a run's optimizer and losses (needed only to continue training).
+
+    Every model is checked before it is returned (`check_signature`: one input `crops`
+    `[None, 3, 64, 64, 3]`, outputs `age` `[None, 1]` and `distribution` `[None, 12]`), so a
+    file that is not a model, or is another model, fails here with a ValueError naming the
+    file, not at the first face.
+    """
     if isinstance(spec, keras.Model):
-        return spec
+        return check_signature(spec, f"model {spec.name!r}")
     path = resolve_weights(spec)
-    if path.suffix == ".h5":
-        return load_reference_h5(path)
-    return keras.saving.load_model(path, compile=compile)
+    model = _load_file(path, compile)
+    return check_signature(model, path)
 
 
 # ---------------------------------------------------------------------------------------
@@ -696,3 +852,8 @@ def predict_ages(
     if not parts:
         return {"age": np.zeros(0, np.float32), "distribution": np.zeros((0, age_encoding.NUM_BINS), np.float32)}
     return {key: np.concatenate([part[key] for part in parts]) for key in ("age", "distribution")}
+
+
+# Registers the losses and metrics that compiled runs name (see the module docstring). At the
+# end, not the top: `training` imports this module, and finds it complete in either order.
+from c3ae_utils import training as _training  # noqa: E402, F401

@@ -4,7 +4,9 @@ Contract: images go in as RGB `uint8 [h, w, 3]` (see `images`); every `Face` com
 the input image's pixel coordinates (x right, y down), as a float32 box `[4]` = x1, y1, x2,
 y2, a confidence in [0, 1] and float32 landmarks `[5, 2]` ordered left eye, right eye,
 nose, mouth left, mouth right ("left" = the image's left). Lists of faces are sorted most
-confident first.
+confident first. An image with a side under `MIN_IMAGE_SIDE` pixels (empty ones included)
+raises ValueError: MTCNN cannot look at it, and an empty list would claim it has no face
+(`processing.process_images` reports such images as "image too small" before detecting).
 """
 
 from __future__ import annotations
@@ -133,13 +135,15 @@ class Detector:
         return self._mtcnn
 
     def detect(self, image: np.ndarray) -> list[Face]:
-        """Faces in one RGB uint8 [h, w, 3] image, most confident first."""
+        """Faces in one RGB uint8 [h, w, 3] image, most confident first (ValueError when a
+        side is under `MIN_IMAGE_SIDE` pixels)."""
         return self.detect_batch([image])[0]
 
     def detect_batch(self, images: Sequence[np.ndarray], retry: bool = True) -> list[list[Face]]:
         """Faces in each image (RGB uint8 [h, w, 3]), each list most confident first.
 
         With `retry`, images where nothing is found are tried again padded (see the class).
+        ValueError (before any detection) when an image has a side under `MIN_IMAGE_SIDE`.
         """
         prepared = [self._prepare(image) for image in images]
         results = self._detect_prepared([copy for copy, _ in prepared], self.thresholds)
@@ -147,7 +151,7 @@ class Detector:
             [face.mapped(scale) for face in faces]
             for faces, (_, scale) in zip(results, prepared, strict=True)
         ]
-        missed = [i for i, faces in enumerate(results) if not faces and prepared[i][0] is not None]
+        missed = [i for i, faces in enumerate(results) if not faces]
         if retry and missed:
             retried = self._detect_padded([prepared[i] for i in missed])
             for i, faces in zip(missed, retried, strict=True):
@@ -168,12 +172,15 @@ class Detector:
             for (_, scale), pad, faces in zip(prepared, pads, found, strict=True)
         ]
 
-    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray | None, float]:
-        """The copy to detect on and its scale relative to `image` (None when too small)."""
+    def _prepare(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """The copy to detect on and its scale relative to `image`; ValueError when too small."""
         image = check_rgb(image)
         height, width = image.shape[:2]
         if min(height, width) < MIN_IMAGE_SIDE:
-            return None, 1.0
+            raise ValueError(
+                f"Cannot detect faces in a {width}x{height} px image: MTCNN needs at least "
+                f"{MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px (faces.MIN_IMAGE_SIDE)."
+            )
         scale = 1.0
         if max(height, width) > self.max_side:
             scale = self.max_side / max(height, width)
@@ -187,15 +194,12 @@ class Detector:
         # Use the exact ratio of the integer sizes for mapping back.
         return resized, resized.shape[1] / width
 
-    def _detect_prepared(
-        self, images: Sequence[np.ndarray | None], thresholds: Thresholds
-    ) -> list[list[Face]]:
+    def _detect_prepared(self, images: Sequence[np.ndarray], thresholds: Thresholds) -> list[list[Face]]:
         """Run MTCNN on images grouped by shape (mtcnn batches need equal shapes)."""
         results: list[list[Face]] = [[] for _ in images]
         groups: dict[tuple[int, ...], list[int]] = {}
         for index, image in enumerate(images):
-            if image is not None:
-                groups.setdefault(image.shape, []).append(index)
+            groups.setdefault(image.shape, []).append(index)
         for indices in groups.values():
             for start in range(0, len(indices), self.batch_size):
                 batch = indices[start : start + self.batch_size]
@@ -232,5 +236,6 @@ def default_detector() -> Detector:
 
 
 def detect_faces(image: np.ndarray, detector: Detector | None = None) -> list[Face]:
-    """Faces in an RGB uint8 [h, w, 3] image, most confident first (empty list if none)."""
+    """Faces in an RGB uint8 [h, w, 3] image, most confident first (empty list if none;
+    ValueError naming the size when a side is under `MIN_IMAGE_SIDE` pixels)."""
     return (detector or default_detector()).detect(image)

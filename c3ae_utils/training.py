@@ -20,7 +20,7 @@ where the distribution loss compares the softmax output of W1 with the two-point
 | `history.csv` | one row per epoch: losses, `age_mae`, `val_age_mae`, ..., `learning_rate`, `seconds` |
 | `best.keras` | the model of the epoch with the lowest validation age MAE |
 | `last.keras` | the model and its optimizer state after the last finished epoch |
-| `resume.json` | the epoch reached and the state of the callbacks, for `resume=True` |
+| `resume.json` | the epoch reached, the state of the callbacks and the SHA-256 of its `last.keras`, for `resume=True` |
 | `metrics.json` | validation MAE of `best.keras` (`val_mae`: age head; `val_expected_mae`: expectation over the bins), `best_epoch`, `epochs`, `seconds`, training samples/s (overall and after epoch 1) |
 | `predictions.parquet` | validation rows: `path`, `age`, `predicted_age`, `expected_age`, `p00`..`p11` |
 | `tensorboard/` | TensorBoard logs (`tensorboard --logdir <run>/tensorboard`) |
@@ -29,6 +29,10 @@ An interrupted run continues from `last.keras` at the next epoch with `resume=Tr
 with the same weights and metrics as an uninterrupted one: the model is rebuilt and gets the
 weights and optimizer state of `last.keras`, the callbacks' state in `resume.json`, and the input pipeline (whose
 random numbers depend only on the seed and the batch number) is fast-forwarded with `skip`.
+Writing `resume.json` is what makes an epoch saved: the epoch's model goes to `next.keras`
+first and becomes `last.keras` (and `best.keras`) only after, so a stop at any moment leaves
+a consistent folder (a resume finishes or drops a half-done save). Resuming checks the saved
+files (ValueError naming a damaged one); a run that never finished an epoch starts again.
 
 FG-NET's leave-one-subject-out protocol (`leave_one_subject_out`) fine-tunes a trained model
 once per held-out subject and returns the predictions; `evaluation.loso_result` measures them.
@@ -42,17 +46,21 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import math
 import os
+import shlex
 import shutil
+import signal
 import sys
 import time
-from collections.abc import Sequence
+import zipfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import keras
 import numpy as np
@@ -69,6 +77,7 @@ EPSILON = 1e-7  # probabilities are clipped to [EPSILON, 1] before taking logari
 LOSSES = ("focal", "kl", "ce")
 SCHEDULES = ("cosine", "plateau", "constant")
 MONITOR = "val_age_mae"  # the quantity that picks best.keras, early stopping and the plateau schedule
+PENDING_MODEL = "next.keras"  # an epoch's model until resume.json records that epoch
 
 
 # --------------------------------------------------------------------------------------
@@ -299,6 +308,12 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
         if self.learning_rate <= 0 or self.loss_weight < 0 or self.patience < 0:
             raise ValueError("learning_rate must be > 0, loss_weight and patience >= 0.")
+        if self.max_images is not None and int(self.max_images) <= 0:
+            raise ValueError(f"max_images must be a positive integer or None; got {self.max_images!r}.")
+        if self.verbose not in (0, 1, 2, "auto"):
+            raise ValueError(f"verbose must be 0, 1, 2 or 'auto'; got {self.verbose!r}.")
+        if self.run_name is not None:
+            check_run_name(self.run_name)
 
     def resolved(self) -> TrainConfig:
         """A copy with `cache_name` and `run_name` filled in."""
@@ -347,11 +362,19 @@ class Run:
         return pd.read_parquet(self.path / "predictions.parquet")
 
 
+def check_run_name(name: str) -> str:
+    """`name` if it is a plain folder name (no "/", "\\", NUL, not starting with "."); else ValueError."""
+    if not name or any(character in name for character in "/\\\0") or name.startswith("."):
+        raise ValueError(
+            f"run names are plain folder names (no '/' or '\\', not '.', '..' or starting with '.'); "
+            f"got {name!r}."
+        )
+    return name
+
+
 def run_dir(name: str) -> Path:
     """The folder of run `name` under `paths.runs_dir()`."""
-    if not name or "/" in name or name.startswith("."):
-        raise ValueError(f"Run names are plain folder names; got {name!r}.")
-    return paths.runs_dir() / name
+    return paths.runs_dir() / check_run_name(name)
 
 
 def load_run(path_or_name: str | os.PathLike) -> Run:
@@ -366,10 +389,51 @@ def load_run(path_or_name: str | os.PathLike) -> Run:
             f"{path} is not a finished run (missing {missing}). Train it with "
             "training.train(TrainConfig(...)) or `c3ae train`, or pass resume=True to finish it."
         )
-    config = TrainConfig.from_dict(json.loads((path / "config.json").read_text()))
-    history = pd.read_csv(path / "history.csv")
-    metrics = json.loads((path / "metrics.json").read_text())
+    fix = f"train it again with `c3ae train --run-name {path.name} --overwrite ...`."
+    config = _saved_config(path, fix)
+    history = _read_history(path / "history.csv", fix)
+    metrics = _read_json(path / "metrics.json", ("val_mae", "epochs"), fix)
     return Run(path=path, config=config, history=history, metrics=metrics)
+
+
+def _read_json(path: Path, keys: Sequence[str], fix: str) -> dict[str, Any]:
+    """The JSON object in `path`; ValueError naming the file (and `fix`, what to do) when it is
+    missing, not JSON, or lacks one of `keys`."""
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; {fix}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); {fix}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} holds {type(values).__name__}, not a JSON object; {fix}")
+    missing = [key for key in keys if key not in values]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}; {fix}")
+    return values
+
+
+def _saved_config(folder: Path, fix: str) -> TrainConfig:
+    """The settings in `folder`/config.json; ValueError naming the file when they are damaged."""
+    path = folder / "config.json"
+    values = _read_json(path, ("run_name", "cache_name", "epochs"), fix)
+    try:
+        return TrainConfig.from_dict(values)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{path} holds invalid settings ({error}); {fix}") from None
+
+
+def _read_history(path: Path, fix: str) -> pd.DataFrame:
+    """history.csv with its `epoch` column; ValueError naming the file when missing or damaged."""
+    try:
+        history = pd.read_csv(path)
+    except FileNotFoundError:
+        raise ValueError(f"{path} is missing; {fix}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not a readable CSV table ({error}); {fix}") from None
+    if "epoch" not in history:
+        raise ValueError(f"{path} has no 'epoch' column; {fix}")
+    return history
 
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
@@ -477,19 +541,40 @@ class RunRecorder(keras.callbacks.Callback):
         self.rows.append({"epoch": epoch + 1, **{key: float(value) for key, value in logs.items()}})
         history = pd.DataFrame(self.rows)
         paths.atomic_write(self.folder / "history.csv", lambda temporary: history.to_csv(temporary, index=False))
-        _save_model(self.model, self.folder / "last.keras")
+        pending = self.folder / PENDING_MODEL
+        _save_model(self.model, pending)
         current = logs.get(MONITOR)
         best = self.state.get("best")
         if current is not None and math.isfinite(current) and (best is None or current < best):
             self.state.update(best=float(current), best_epoch=epoch + 1)
-            # The best model is the one just saved: copy the file rather than serialise it again.
-            paths.atomic_write(self.folder / "best.keras",
-                               lambda temporary: shutil.copyfile(self.folder / "last.keras", temporary))
-        self.state["epoch"] = epoch + 1
-        self.state["callbacks"] = {
-            name: _callback_state(callback) for name, callback in self.stateful.items()
-        }
-        _write_json(self.folder / "resume.json", self.state)
+        self.state.update(
+            epoch=epoch + 1,
+            callbacks={name: _callback_state(callback) for name, callback in self.stateful.items()},
+            last_sha256=_sha256(pending),
+            stopped=bool(self.model.stop_training),  # early stopping (or a NaN) ended the run here
+        )
+        _write_json(self.folder / "resume.json", self.state)  # the commit: the epoch is saved
+        _promote_pending(self.folder, self.state)
+
+
+def _sha256(path: Path) -> str:
+    """The SHA-256 of a file, in hex."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()  # models here are about 1 MB
+
+
+def _promote_pending(folder: Path, state: dict[str, Any]) -> None:
+    """Finish saving the epoch resume.json records: its model, `next.keras`, becomes last.keras
+    (and best.keras when that epoch was the best). A `next.keras` that resume.json does not
+    record (the run stopped before the commit) is deleted: last.keras is still the saved epoch."""
+    pending = folder / PENDING_MODEL
+    if not pending.exists():
+        return
+    if _sha256(pending) != state.get("last_sha256"):
+        pending.unlink()
+        return
+    if state.get("best_epoch") == state.get("epoch"):
+        paths.atomic_write(folder / "best.keras", lambda temporary: shutil.copyfile(pending, temporary))
+    os.replace(pending, folder / "last.keras")
 
 
 def _callback_state(callback: keras.callbacks.Callback) -> dict[str, Any]:
@@ -532,41 +617,128 @@ def make_callbacks(
 # --------------------------------------------------------------------------------------
 
 
-def _prepare_folder(config: TrainConfig) -> tuple[Path, dict[str, Any]]:
-    """Create (or reopen, for resume) the run folder; return it and the resume state."""
-    folder = run_dir(config.run_name)
-    state_path = folder / "resume.json"
-    if folder.exists() and config.overwrite:
+def _saved_state(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
+    """The checked resume state of the run in `folder`. None when there is nothing to continue:
+    no folder or an empty one, `overwrite`, or (with `resume`) a start that never finished an
+    epoch. ValueError, saying what to do, for an existing run without `resume` and for saved
+    files that do not match `config` or each other."""
+    if config.overwrite or not folder.is_dir() or not any(folder.iterdir()):
+        return None
+    never_finished = (folder / "config.json").exists() and not (folder / "resume.json").exists()
+    if never_finished and config.resume:
+        logger.info("Run %s never finished an epoch; starting it again.", folder.name)
+        return None
+    if never_finished:
+        raise ValueError(
+            f"The run folder {folder} is from a start that never finished an epoch. Pass "
+            "resume=True (`--resume`) to start it again, overwrite=True (`--overwrite`), or "
+            "choose another run_name (`--run-name`)."
+        )
+    if not config.resume:
+        raise ValueError(
+            f"The run folder {folder} already exists. Pass resume=True (`--resume`) to continue "
+            "it, overwrite=True (`--overwrite`) to start again, or choose another run_name."
+        )
+    fix = (f"pass overwrite=True (`--overwrite`) to delete {folder} and start again, or choose "
+           "another run_name.")
+    _check_same_settings(folder, config, fix)
+    state = _read_json(folder / "resume.json", ("epoch", "best", "best_epoch"), fix)
+    _check_state(folder, state, config.epochs, fix)
+    return state
+
+
+def _check_same_settings(folder: Path, config: TrainConfig, fix: str) -> None:
+    """ValueError unless `config` repeats the settings saved in `folder`/config.json."""
+    saved = _saved_config(folder, fix)
+    differences = {
+        name: (getattr(saved, name), getattr(config, name))
+        for name in config.to_dict()
+        if name not in TrainConfig.RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)
+    }
+    if differences:
+        raise ValueError(
+            f"Cannot resume {folder}: settings differ from the saved run (saved, now): "
+            f"{differences}. Use the same settings, overwrite=True (`--overwrite`), or another run_name."
+        )
+
+
+def _is_count(value: Any) -> bool:
+    """Whether `value` is a non-negative int (JSON's true/false are not)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_state(folder: Path, state: dict[str, Any], epochs: int, fix: str) -> None:
+    """ValueError naming the file unless resume.json, history.csv and last.keras in `folder`
+    agree on the epoch reached, at most `epochs`; first finishes a save a stop interrupted."""
+    epoch, best_epoch = state["epoch"], state["best_epoch"]
+    if not _is_count(epoch) or epoch > epochs:
+        raise ValueError(
+            f"{folder / 'resume.json'} records epoch {epoch!r}, not one of 0..{epochs} "
+            f"(epochs={epochs}): it does not belong to this run; {fix}"
+        )
+    if best_epoch is not None and not (_is_count(best_epoch) and 1 <= best_epoch <= epoch):
+        raise ValueError(
+            f"{folder / 'resume.json'} records best epoch {best_epoch!r}, not one of 1..{epoch}; {fix}"
+        )
+    if epoch == 0:
+        return
+    numbers = _read_history(folder / "history.csv", fix)["epoch"].tolist()
+    # One row more than resume.json records: a stop between writing history.csv and resume.json.
+    if len(numbers) not in (epoch, epoch + 1) or numbers[:epoch] != list(range(1, epoch + 1)):
+        raise ValueError(
+            f"{folder / 'history.csv'} has rows for epochs {numbers} but resume.json records "
+            f"{epoch} finished epoch(s); {fix}"
+        )
+    _promote_pending(folder, state)
+    last = folder / "last.keras"
+    recorded = state.get("last_sha256")
+    if not zipfile.is_zipfile(last) or (recorded is not None and _sha256(last) != recorded):
+        raise ValueError(
+            f"{last} is missing or is not the model of epoch {epoch} that resume.json records; {fix}"
+        )
+
+
+def _start_folder(folder: Path, config: TrainConfig) -> dict[str, Any]:
+    """A new run folder holding config.json (deleting an earlier folder of that name first:
+    `overwrite`, or a start that never finished an epoch); return its resume state."""
+    if folder.exists():
         shutil.rmtree(folder)
-    elif folder.exists() and any(folder.iterdir()):
-        if not config.resume or not state_path.exists():
-            raise ValueError(
-                f"The run folder {folder} already exists. Pass resume=True (`--resume`) to continue "
-                "it, overwrite=True (`--overwrite`) to start again, or choose another run_name."
-            )
-        saved = TrainConfig.from_dict(json.loads((folder / "config.json").read_text()))
-        differences = {
-            name: (getattr(saved, name), getattr(config, name))
-            for name in config.to_dict()
-            if name not in TrainConfig.RESUMABLE_CHANGES and getattr(saved, name) != getattr(config, name)
-        }
-        if differences:
-            raise ValueError(
-                f"Cannot resume {folder}: settings differ from the saved run (saved, now): "
-                f"{differences}. Use the same settings, overwrite=True, or another run_name."
-            )
-        return folder, json.loads(state_path.read_text())
     paths.ensure_dir(folder)
     _write_json(folder / "config.json", config.to_dict())
-    return folder, {"epoch": 0, "best": None, "best_epoch": None, "completed": False}
+    return {"epoch": 0, "best": None, "best_epoch": None, "completed": False}
 
 
-def _load_splits(cache_name: str) -> dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
-    """Crops uint8 `[m, 3, 64, 64, 3]`, ages float32 `[m]` and table rows of the train and val splits."""
-    cache = face_cache.load_cache(cache_name)
+def _cache_command(config: TrainConfig) -> str:
+    """The `c3ae cache` command that builds the face cache `config` trains on."""
+    words = ["c3ae", "cache", "build-cache", "--dataset", config.dataset]
+    if config.max_images is not None:
+        words += ["--max-images", str(config.max_images)]
+    if config.cache_name != face_cache.cache_name(config.dataset, config.max_images):
+        words += ["--name", str(config.cache_name)]
+    return shlex.join(words)
+
+
+def _load_splits(config: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
+    """Crops uint8 `[m, 3, 64, 64, 3]`, ages float32 `[m]` and table rows of the train and val
+    splits of the run's face cache. FileNotFoundError saying how to build a missing cache;
+    ValueError for a cache without both splits."""
+    folder = face_cache.cache_path(config.cache_name)
+    if not (folder / "manifest.parquet").exists():
+        built = sorted(path.parent.name for path in paths.cache_dir().glob("*/manifest.parquet"))
+        raise FileNotFoundError(
+            f"No face cache {config.cache_name!r} at {folder}: build it with `{_cache_command(config)}`, "
+            f"or pass the --max-images or --cache-name of a built one (built: {', '.join(built) or 'none'})."
+        )
+    cache = face_cache.load_cache(folder)
     splits = {}
     for split in ("train", "val"):
-        selected = cache.select(split)
+        try:
+            selected = cache.select(split)
+        except ValueError as error:
+            raise ValueError(
+                f"The face cache {folder} cannot train a run: {error} Training needs 'train' and 'val' "
+                "rows; FG-NET (all 'train') is fine-tuned with training.leave_one_subject_out instead."
+            ) from None
         splits[split] = (selected.crops, selected.table["age"].to_numpy(np.float32), selected.table)
     return splits
 
@@ -596,30 +768,33 @@ def _build_model(config: TrainConfig, train_ages: np.ndarray, steps: int) -> ker
     )
 
 
+def _load_last(model: keras.Model, folder: Path, epoch: int) -> None:
+    """Give `model` the weights and optimizer state (moments, step count, loss scale) of
+    last.keras; the model itself is rebuilt so it gets this session's precision policy."""
+    logger.info("Resuming %s after epoch %d.", folder.name, epoch)
+    model.optimizer.build(model.trainable_variables)
+    last = folder / "last.keras"
+    try:
+        model.load_weights(last)
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise ValueError(
+            f"{last} cannot be loaded ({error}); pass overwrite=True (`--overwrite`) to start the run again."
+        ) from None
+
+
 def _verbosity(verbose: int | str) -> int:
     if verbose == "auto":
         return 1 if sys.stdout.isatty() else 2
     return int(verbose)
 
 
-def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> Run:
-    """Train C3AE as `config` says; write and return the run (see the module docstring).
-
-    With `resume=True`, an unfinished run of the same name continues from its last epoch
-    (and a finished one is returned as it is). `callbacks` are extra Keras callbacks; they
-    run after the run folder has recorded each epoch.
-    """
+def _set_up_tensorflow(config: TrainConfig) -> bool:
+    """Report the device, set op determinism as `config` says and seed everything; return
+    whether a GPU is present."""
     import tensorflow as tf  # see the module docstring: the losses above also run without TensorFlow
 
-    from c3ae_utils import pipeline  # tf.data: needs TensorFlow, like the line above
-
-    config = config.resolved()
-    folder, state = _prepare_folder(config)
-    if state.get("completed"):
-        logger.info("Run %s is already finished; loading it.", folder)
-        return load_run(folder)
     logger.info("%s", runtime.report_device(verbose=False))
-    gpus = tf.config.list_physical_devices("GPU")
+    gpus = bool(tf.config.list_physical_devices("GPU"))
     deterministic = (not gpus) if config.deterministic is None else config.deterministic
     if deterministic:
         tf.config.experimental.enable_op_determinism()
@@ -627,44 +802,66 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
             logger.warning("Keras turns XLA off while op determinism is on; pass deterministic=False "
                            "to train with jit_compile.")
     runtime.set_seed(config.seed)
+    return gpus
 
-    splits = _load_splits(config.cache_name)
-    train_crops, train_ages, _ = splits["train"]
-    val_crops, val_ages, val_table = splits["val"]
-    steps = pipeline.steps_per_epoch(len(train_crops), config.batch_size)
+
+def _fit(
+    config: TrainConfig, folder: Path, state: dict[str, Any],
+    splits: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]], steps: int,
+    callbacks: Sequence[keras.callbacks.Callback],
+) -> None:
+    """Train from the epoch after `state["epoch"]` to `config.epochs`, recording each epoch."""
+    from c3ae_utils import pipeline  # tf.data: needs TensorFlow (see the module docstring)
+
+    gpus = _set_up_tensorflow(config)
+    (train_crops, train_ages, _), (val_crops, val_ages, _) = splits["train"], splits["val"]
     train_data = pipeline.make_dataset(
         train_crops, train_ages, training=True, batch_size=config.batch_size,
         seed=config.seed, augment=config.augment, repeat=True,
     ).skip(state["epoch"] * steps)  # exact fast-forward: batches depend on (seed, batch number)
     val_data = pipeline.make_dataset(val_crops, val_ages, training=False, batch_size=config.batch_size)
-
     previous_policy = keras.mixed_precision.global_policy().name
-    mixed = bool(gpus) if config.mixed_precision is None else config.mixed_precision
+    mixed = gpus if config.mixed_precision is None else config.mixed_precision
     keras.mixed_precision.set_global_policy("mixed_float16" if mixed else "float32")
     started = time.perf_counter()
     try:
         with _distribution_strategy().scope():
             model = _build_model(config, train_ages, steps)
             if state["epoch"]:
-                logger.info("Resuming %s after epoch %d.", folder.name, state["epoch"])
-                # Weights and optimizer state (moments, step count, loss scale) of the last epoch;
-                # the model itself is rebuilt so it gets this session's precision policy.
-                model.optimizer.build(model.trainable_variables)
-                model.load_weights(folder / "last.keras")
+                _load_last(model, folder, state["epoch"])
         model.fit(
-            train_data,
-            epochs=config.epochs,
-            initial_epoch=state["epoch"],
-            steps_per_epoch=steps,
-            validation_data=val_data,
-            callbacks=[*make_callbacks(config, folder, state), *callbacks],
-            verbose=_verbosity(config.verbose),
-            shuffle=False,  # the pipeline shuffles
+            train_data, epochs=config.epochs, initial_epoch=state["epoch"], steps_per_epoch=steps,
+            validation_data=val_data, callbacks=[*make_callbacks(config, folder, state), *callbacks],
+            verbose=_verbosity(config.verbose), shuffle=False,  # the pipeline shuffles
         )
     finally:
         keras.mixed_precision.set_global_policy(previous_policy)
     logger.info("Training took %.1f s.", time.perf_counter() - started)
-    _finish_run(folder, state, val_crops, val_ages, val_table, config.batch_size, steps)
+
+
+def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = ()) -> Run:
+    """Train C3AE as `config` says; write and return the run (see the module docstring).
+
+    With `resume=True`, an unfinished run of the same name continues from its last epoch (a
+    run that never finished one starts again; a finished one is returned as it is) after its
+    files are checked: ValueError naming a damaged one. `callbacks` are extra Keras
+    callbacks; they run after the run folder has recorded each epoch.
+    """
+    from c3ae_utils import pipeline  # tf.data: needs TensorFlow (see the module docstring)
+
+    config = config.resolved()
+    folder = run_dir(config.run_name)
+    state = _saved_state(folder, config)
+    if state is not None and state.get("completed") and (folder / "metrics.json").exists():
+        logger.info("Run %s is already finished; loading it.", folder)
+        return load_run(folder)
+    splits = _load_splits(config)  # before the folder is made: a missing cache leaves no run behind
+    if state is None:
+        state = _start_folder(folder, config)
+    steps = pipeline.steps_per_epoch(len(splits["train"][0]), config.batch_size)
+    if state["epoch"] < config.epochs and not state.get("stopped"):
+        _fit(config, folder, state, splits, steps, callbacks)
+    _finish_run(folder, state, *splits["val"], config.batch_size, steps)
     return load_run(folder)
 
 
@@ -673,7 +870,7 @@ def _finish_run(
     val_table: pd.DataFrame, batch_size: int, steps: int,
 ) -> None:
     """Evaluate best.keras on the validation split; write predictions.parquet and metrics.json."""
-    history = pd.read_csv(folder / "history.csv")
+    history = pd.read_csv(folder / "history.csv").head(state["epoch"])  # the recorded epochs
     best_path = folder / ("best.keras" if (folder / "best.keras").exists() else "last.keras")
     outputs = network.predict_ages(network.load_model(best_path), val_crops, max(batch_size, 256))
     distributions = outputs["distribution"]
@@ -694,7 +891,7 @@ def _finish_run(
         "val_mae": float(np.mean(np.abs(predicted - val_ages))),
         "val_expected_mae": float(np.mean(np.abs(expected - val_ages))),
         "best_epoch": state.get("best_epoch"),
-        "epochs": len(history),
+        "epochs": state["epoch"],
         "seconds": train_seconds,
         "samples_per_second": len(history) * steps * batch_size / train_seconds if train_seconds else None,
         "steady_samples_per_second": (
@@ -817,25 +1014,84 @@ def leave_one_subject_out(
 # --------------------------------------------------------------------------------------
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line, `c3ae train: error: ...` (exit code
+    2), like every other error of the command (see `c3ae_utils.cli`)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')} (see `{self.prog} --help`).\n")
+
+
+def _integer_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse `type`: an integer >= `minimum` (else a usage error naming the option)."""
+
+    def integer(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1  # not an integer: reported like one out of range
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}; got {text!r}")
+        return value
+
+    return integer
+
+
+def _number_above(minimum: float, inclusive: bool) -> Callable[[str], float]:
+    """An argparse `type`: a finite number > `minimum` (>= when `inclusive`)."""
+
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan  # not a number: reported like one out of range
+        if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"must be a number {'>=' if inclusive else '>'} {minimum:g}; got {text!r}"
+            )
+        return value
+
+    return number
+
+
+def _verbosity_argument(text: str) -> int | str:
+    """An argparse `type` for --verbose: 0, 1, 2 or auto."""
+    if text not in ("0", "1", "2", "auto"):
+        raise argparse.ArgumentTypeError(f"must be 0, 1, 2 or auto; got {text!r}")
+    return text if text == "auto" else int(text)
+
+
+def _run_name_argument(text: str) -> str:
+    """An argparse `type` for --run-name: a plain folder name (`check_run_name`)."""
+    try:
+        return check_run_name(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The options of `c3ae train`, one per `TrainConfig` field that a person sets."""
     defaults = TrainConfig()
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="c3ae train", description="Train C3AE on a face cache; writes artifacts/runs/<name>/."
     )
     add = parser.add_argument
-    add("--dataset", default=defaults.dataset, help="dataset of the face cache (default utkface)")
-    add("--max-images", type=int, default=None, help="use the cache built from this many images")
+    positive, non_negative = _integer_at_least(1), _integer_at_least(0)
+    add("--dataset", choices=datasets.LABELLED, default=defaults.dataset,
+        help="dataset of the face cache (default utkface)")
+    add("--max-images", type=positive, default=None, help="use the cache built from this many images")
     add("--cache-name", default=None, help="explicit face-cache name (overrides the two above)")
-    add("--run-name", default=None, help="run folder name (default <dataset>-<loss>[-<max-images>])")
+    add("--run-name", type=_run_name_argument, default=None,
+        help="run folder name (default <dataset>-<loss>[-<max-images>])")
     add("--loss", choices=LOSSES, default=defaults.loss, help="distribution loss")
-    add("--loss-weight", type=float, default=defaults.loss_weight, help="lambda of the cascade loss")
-    add("--epochs", type=int, default=defaults.epochs)
-    add("--batch-size", type=int, default=defaults.batch_size)
-    add("--learning-rate", type=float, default=defaults.learning_rate)
+    add("--loss-weight", type=_number_above(0, inclusive=True), default=defaults.loss_weight,
+        help="lambda of the cascade loss")
+    add("--epochs", type=positive, default=defaults.epochs)
+    add("--batch-size", type=positive, default=defaults.batch_size)
+    add("--learning-rate", type=_number_above(0, inclusive=False), default=defaults.learning_rate)
     add("--schedule", choices=SCHEDULES, default=defaults.schedule)
-    add("--patience", type=int, default=defaults.patience, help="early stopping; 0: off")
-    add("--seed", type=int, default=defaults.seed)
+    add("--patience", type=non_negative, default=defaults.patience, help="early stopping; 0: off")
+    add("--seed", type=non_negative, default=defaults.seed)
     add("--no-augment", dest="augment", action="store_false")
     add("--no-se", dest="use_se", action="store_false", help="no squeeze-and-excitation blocks")
     add("--no-white-norm", dest="white_norm", action="store_false")
@@ -844,19 +1100,46 @@ def build_parser() -> argparse.ArgumentParser:
     add("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
         help="float16 compute (default: on with a GPU)")
     add("--jit-compile", action="store_true", help="compile the train step with XLA")
-    add("--resume", action="store_true", help="continue an interrupted run of the same name")
+    add("--resume", action="store_true",
+        help="continue an interrupted run of the same name and settings (one that never "
+        "finished an epoch starts again)")
     add("--overwrite", action="store_true", help="delete an earlier run of the same name")
-    add("--verbose", default="auto", help="Keras fit verbosity: 0, 1, 2 or auto")
+    add("--verbose", type=_verbosity_argument, default="auto", help="Keras fit verbosity: 0, 1, 2 or auto")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`c3ae train ...`: train, then print the run folder and its metrics."""
-    arguments = vars(build_parser().parse_args(argv))
-    if arguments["verbose"] != "auto":
-        arguments["verbose"] = int(arguments["verbose"])
+def _resume_command(argv: Sequence[str]) -> str:
+    """`c3ae train` with `argv` plus --resume, less --overwrite (it would delete what was kept)."""
+    # argparse also accepts unambiguous abbreviations (`--over`): drop those too.
+    kept = [word for word in argv
+            if not (len(word) > 2 and any(flag.startswith(word) for flag in ("--resume", "--overwrite")))]
+    return shlex.join(["c3ae", "train", *kept, "--resume"])
+
+
+def _interrupted_report(config: TrainConfig, argv: Sequence[str]) -> str:
+    """What the run folder of `config` kept and the command that continues it (after Ctrl-C)."""
+    folder = run_dir(config.resolved().run_name)
+    command = _resume_command(argv)
+    try:
+        epoch = int(json.loads((folder / "resume.json").read_text())["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):  # no epoch recorded (or an unreadable record)
+        epoch = 0
+    if epoch:
+        return f"{folder} keeps epoch {epoch} of {config.epochs} (last.keras); continue it with `{command}`."
+    return f"no epoch of run {folder.name} finished, nothing to keep; start it again with `{command}`."
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`c3ae train ...`: train, then print the run folder and its metrics. After Ctrl-C, one line
+    on stderr says what the run folder kept and how to resume; exit code 130."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config = TrainConfig(**vars(build_parser().parse_args(argv)))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run = train(TrainConfig(**arguments))
+    try:
+        run = train(config)
+    except KeyboardInterrupt:
+        print(f"c3ae train: interrupted: {_interrupted_report(config, argv)}", file=sys.stderr)
+        return 128 + signal.SIGINT  # 130, the shell's code for a command stopped by Ctrl-C
     print(f"run folder: {run.path}")
     print(json.dumps(run.metrics, indent=2))
     return 0

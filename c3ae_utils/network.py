@@ -25,10 +25,10 @@ Custom layers use `keras.ops` only, so the model also runs on the JAX backend.
 
 Registration: Keras finds custom classes in its process-wide registry when it reads a
 `.keras` file, so every class a saved model names must be registered before
-`keras.saving.load_model`. This module registers its layers, and imports `training` at its
-end to register the losses and metrics of compiled runs; every package module that handles
-Keras models imports this one, so importing any of them (`network`, `training`,
-`evaluation`, `inference`) is enough. Modules without Keras (`paths`, `datasets`, `faces`)
+`keras.saving.load_model`. This module registers its layers and imports `losses`, which
+registers the losses and metrics of compiled runs; every package module that handles Keras
+models imports this one, so importing any of them (`network`, `training`, `evaluation`,
+`inference`) is enough. Modules without Keras (`paths`, `datasets`, `faces`)
 stay light.
 """
 
@@ -50,6 +50,7 @@ from keras import ops
 from tqdm.auto import tqdm
 
 from c3ae_utils import age_encoding, datasets, paths
+from c3ae_utils import losses as _losses  # noqa: F401  (registers the losses and metrics of compiled runs)
 from c3ae_utils.shapes import CROP_SIZE, CROPS_SHAPE, SCALE_NAMES
 
 logger = logging.getLogger(__name__)
@@ -853,7 +854,3 @@ def predict_ages(
         return {"age": np.zeros(0, np.float32), "distribution": np.zeros((0, age_encoding.NUM_BINS), np.float32)}
     return {key: np.concatenate([part[key] for part in parts]) for key in ("age", "distribution")}
 
-
-# Registers the losses and metrics that compiled runs name (see the module docstring). At the
-# end, not the top: `training` imports this module, and finds it complete in either order.
-from c3ae_utils import training as _training  # noqa: E402, F401

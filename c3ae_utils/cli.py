@@ -11,10 +11,12 @@ traceback of expected errors too.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 COMMANDS = {
     "train": ("c3ae_utils.training", "train a model (see `c3ae train --help`)"),
@@ -25,6 +27,14 @@ COMMANDS = {
 DEBUG_VARIABLE = "C3AE_DEBUG"
 EXPECTED_ERRORS = (ValueError, OSError)  # bad input; missing, unreadable or damaged files
 INTERRUPTED = 130  # the shell's code for a command stopped by Ctrl-C (128 + SIGINT)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """The package's argument parser: a usage error is one line, `<prog>: error: ...
+    (see `<prog> --help`)`, exit code 2, like every other error of a command."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')} (see `{self.prog} --help`).\n")
 
 
 def error_line(error: BaseException) -> str:

@@ -103,7 +103,7 @@ def run_all(profile: str = "quick", upto: str | None = None) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
     parser.add_argument("--upto", default=None, help="stop after the notebook with this prefix")
     return parser

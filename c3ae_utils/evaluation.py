@@ -641,7 +641,7 @@ def write_results(split: str = "test", batch_size: int = 256, reference: bool = 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
-    parser = argparse.ArgumentParser(prog="python -m c3ae_utils.evaluation", description=__doc__.splitlines()[0])
+    parser = cli.ArgumentParser(prog="python -m c3ae_utils.evaluation", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     results = commands.add_parser("results", help="write artifacts/results.{md,csv} and refresh the README")
     results.add_argument("--split", default="test", choices=["val", "test"])

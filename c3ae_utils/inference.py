@@ -596,7 +596,7 @@ def benchmark(
 
 def build_parser() -> argparse.ArgumentParser:
     """The `c3ae predict` argument parser."""
-    parser = argparse.ArgumentParser(
+    parser = cli.ArgumentParser(
         prog="c3ae predict",
         description="Predict ages of every face in photos and videos with a C3AE model.",
     )

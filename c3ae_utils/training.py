@@ -62,7 +62,7 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import keras
 import numpy as np
@@ -70,7 +70,7 @@ import pandas as pd
 from keras import ops
 from tqdm.auto import tqdm
 
-from c3ae_utils import age_encoding, datasets, network, paths, runtime
+from c3ae_utils import age_encoding, cli, datasets, network, paths, runtime
 from c3ae_utils.faces import cache as face_cache
 from c3ae_utils.losses import (  # noqa: F401  (re-exported: training.AgeL1Loss etc. as before)
     EPSILON,
@@ -849,14 +849,6 @@ def leave_one_subject_out(
 # --------------------------------------------------------------------------------------
 
 
-class _OneLineParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one line, `c3ae train: error: ...` (exit code
-    2), like every other error of the command (see `c3ae_utils.cli`)."""
-
-    def error(self, message: str) -> NoReturn:
-        self.exit(2, f"{self.prog}: error: {message.rstrip('.')} (see `{self.prog} --help`).\n")
-
-
 def _integer_at_least(minimum: int) -> Callable[[str], int]:
     """An argparse `type`: an integer >= `minimum` (else a usage error naming the option)."""
 
@@ -907,7 +899,7 @@ def _run_name_argument(text: str) -> str:
 def build_parser() -> argparse.ArgumentParser:
     """The options of `c3ae train`, one per `TrainConfig` field that a person sets."""
     defaults = TrainConfig()
-    parser = _OneLineParser(
+    parser = cli.ArgumentParser(
         prog="c3ae train", description="Train C3AE on a face cache; writes artifacts/runs/<name>/."
     )
     add = parser.add_argument

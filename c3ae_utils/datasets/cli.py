@@ -17,6 +17,7 @@ import argparse
 import logging
 import sys
 
+from c3ae_utils import cli as package_cli
 from c3ae_utils.datasets.fetching import check_access, fetch, is_complete
 from c3ae_utils.datasets.registry import REGISTRY, DatasetSpec
 
@@ -32,7 +33,7 @@ def _describe(spec: DatasetSpec) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     """The `list`, `fetch NAME` and `check-access NAME [--timeout S]` commands."""
-    parser = argparse.ArgumentParser(prog="c3ae data", description=DESCRIPTION)
+    parser = package_cli.ArgumentParser(prog="c3ae data", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("list", help="show the registry")
     fetch_parser = commands.add_parser("fetch", help="download (or copy from the mirror) and extract")

@@ -754,7 +754,7 @@ def yield_table(caches: dict[str, FaceCache]) -> pd.DataFrame:
 
 def build_parser() -> argparse.ArgumentParser:
     """The options of `c3ae cache` (`python -m c3ae_utils.faces`)."""
-    parser = argparse.ArgumentParser(prog="c3ae cache", description="Detect, align and crop faces into a cache.")
+    parser = cli.ArgumentParser(prog="c3ae cache", description="Detect, align and crop faces into a cache.")
     commands = parser.add_subparsers(dest="command", required=True)
     build = commands.add_parser("build-cache", help="preprocess a dataset into paths.cache_dir()/NAME")
     build.add_argument("--dataset", required=True, help="utkface, fgnet, wiki or imdb")

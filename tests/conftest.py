@@ -91,6 +91,18 @@ def fgnet_cache(face_caches: Path):
     return faces.load_cache(face_caches / faces.cache_name("fgnet", course.profile_parameters("quick")["MAX_IMAGES"]))
 
 
+@pytest.fixture(scope="module")
+def workspace(face_caches: Path, utkface_cache, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A test module's private artifacts folder (`C3AE_ARTIFACTS_DIR`), with the shared face
+    caches as `C3AE_CACHE_DIR`: where the training tests write their runs."""
+    root = tmp_path_factory.mktemp("workspace")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
+    patch.setenv("C3AE_CACHE_DIR", str(face_caches))
+    yield root
+    patch.undo()
+
+
 class CourseRun:
     """Runs the course notebooks in order, once each per test session, in a private artifacts dir."""
 

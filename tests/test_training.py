@@ -144,17 +144,6 @@ def test_the_jax_benchmark_trains_without_tensorflow():
 
 
 @pytest.fixture(scope="module")
-def workspace(face_caches, utkface_cache, tmp_path_factory) -> Path:
-    """A private artifacts folder; caches from the shared folder (a real UTKFace cache)."""
-    root = tmp_path_factory.mktemp("training")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
-    patch.setenv("C3AE_CACHE_DIR", str(face_caches))
-    yield root
-    patch.undo()
-
-
-@pytest.fixture(scope="module")
 def uninterrupted(workspace) -> training.Run:
     return training.train(training.TrainConfig(run_name="whole", **BASE))
 

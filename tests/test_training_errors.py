@@ -57,17 +57,6 @@ def artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "artifacts"
 
 
-@pytest.fixture(scope="module")
-def workspace(face_caches: Path, utkface_cache, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A private artifacts folder; caches from the shared folder (real UTKFace and FG-NET)."""
-    root = tmp_path_factory.mktemp("training_errors")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("C3AE_ARTIFACTS_DIR", str(root / "artifacts"))
-    patch.setenv("C3AE_CACHE_DIR", str(face_caches))
-    yield root
-    patch.undo()
-
-
 # ----------------------------------------------------------------------------- arguments
 
 BAD_ARGUMENTS = [

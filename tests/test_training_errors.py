@@ -29,7 +29,7 @@ from c3ae_utils import cli, course, faces, training
 NUM_IMAGES = course.profile_parameters("quick")["MAX_IMAGES"]  # the shared cache (conftest)
 SETTINGS = ["--dataset", "utkface", "--max-images", str(NUM_IMAGES), "--batch-size", "32",
             "--patience", "0", "--verbose", "0"]
-SIGINT_EPOCHS = 3  # epochs after the first take about 1 s each: SIGINT lands well before the end
+SIGINT_EPOCHS = 5  # epochs after the first take about 1 s each: SIGINT lands well before the end
 
 
 def _train(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[int, list[str]]:

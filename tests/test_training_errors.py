@@ -204,7 +204,9 @@ def test_ctrl_c_says_what_was_kept_and_resume_finishes_the_run(interrupted, caps
     assert cli.main(words[1:]) == 0  # the command it gives finishes the run
     run = training.load_run("sigint")
     assert list(run.history["epoch"]) == list(range(1, SIGINT_EPOCHS + 1))
-    assert run.metrics["epochs"] == SIGINT_EPOCHS and f"run folder: {folder}" in capsys.readouterr().out
+    printed = capsys.readouterr().out  # `c3ae train` prints the run folder, then its metrics
+    assert run.metrics["epochs"] == SIGINT_EPOCHS and printed.startswith(f"run folder: {folder}\n")
+    assert json.loads(printed.split("\n", 1)[1]) == run.metrics
 
 
 def _damaged_copy(kept: Path, name: str) -> Path:

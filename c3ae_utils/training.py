@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import logging
 import math
@@ -385,16 +384,11 @@ class RunRecorder(keras.callbacks.Callback):
         self.state.update(
             epoch=epoch + 1,
             callbacks={name: _callback_state(callback) for name, callback in self.stateful.items()},
-            last_sha256=_sha256(pending),
+            last_sha256=datasets.file_digest(pending),
             stopped=bool(self.model.stop_training),  # early stopping (or a NaN) ended the run here
         )
         _write_json(self.folder / "resume.json", self.state)  # the commit: the epoch is saved
         _promote_pending(self.folder, self.state)
-
-
-def _sha256(path: Path) -> str:
-    """The SHA-256 of a file, in hex."""
-    return hashlib.sha256(path.read_bytes()).hexdigest()  # models here are about 1 MB
 
 
 def _promote_pending(folder: Path, state: dict[str, Any]) -> None:
@@ -404,7 +398,7 @@ def _promote_pending(folder: Path, state: dict[str, Any]) -> None:
     pending = folder / PENDING_MODEL
     if not pending.exists():
         return
-    if _sha256(pending) != state.get("last_sha256"):
+    if datasets.file_digest(pending) != state.get("last_sha256"):
         pending.unlink()
         return
     if state.get("best_epoch") == state.get("epoch"):
@@ -527,7 +521,7 @@ def _check_state(folder: Path, state: dict[str, Any], epochs: int, fix: str) -> 
     _promote_pending(folder, state)
     last = folder / "last.keras"
     recorded = state.get("last_sha256")
-    if not zipfile.is_zipfile(last) or (recorded is not None and _sha256(last) != recorded):
+    if not zipfile.is_zipfile(last) or (recorded is not None and datasets.file_digest(last) != recorded):
         raise ValueError(
             f"{last} is missing or is not the model of epoch {epoch} that resume.json records; {fix}"
         )
@@ -558,11 +552,11 @@ def _load_splits(config: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray,
     splits of the run's face cache. FileNotFoundError saying how to build a missing cache;
     ValueError for a cache without both splits."""
     folder = face_cache.cache_path(config.cache_name)
-    if not (folder / "manifest.parquet").exists():
-        built = sorted(path.parent.name for path in paths.cache_dir().glob("*/manifest.parquet"))
+    if not face_cache.is_finished(folder):
+        built = ", ".join(face_cache.finished_caches()) or "none"
         raise FileNotFoundError(
             f"No face cache {config.cache_name!r} at {folder}: build it with `{_cache_command(config)}`, "
-            f"or pass the --max-images or --cache-name of a built one (built: {', '.join(built) or 'none'})."
+            f"or pass the --max-images or --cache-name of a built one (built: {built})."
         )
     cache = face_cache.load_cache(folder)
     splits = {}

@@ -68,6 +68,7 @@ from c3ae_utils.shapes import CHANNELS, CROP_SIZE, NUM_SCALES
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+MANIFEST = "manifest.parquet"  # written last by `finalize_cache`: a cache with it is finished
 CHUNK_SIZE = 64  # images per chunk file
 RESULT_COLUMNS = (
     "row",
@@ -687,8 +688,8 @@ def finalize_cache(name_or_path: str | Path) -> Path:
         raise ValueError(f"{folder}: chunk crops and tables disagree; delete the folder and rebuild.")
     manifest = table[ok].drop(columns=["status", "reason", "detail"]).reset_index(drop=True)
     failures = table[~ok][["path", "reason", "detail"]].reset_index(drop=True)
-    _write_parquet(manifest, folder / "manifest.parquet")
     paths.write_text_atomic(folder / "failures.csv", failures.to_csv(index=False))
+    _write_parquet(manifest, folder / MANIFEST)  # last: its presence marks the cache finished
     logger.info("%s: %d faces cached, %d failures", folder.name, len(manifest), len(failures))
     return folder
 
@@ -706,20 +707,29 @@ def _concatenate_crops(folder: Path, num_chunks: int, num_faces: int, crop_size:
     return crops
 
 
+def is_finished(name_or_path: str | Path) -> bool:
+    """Whether the cache is finished: `finalize_cache` writes its manifest last."""
+    return (cache_path(name_or_path) / MANIFEST).exists()
+
+
+def finished_caches() -> list[str]:
+    """Names of the finished caches in `paths.cache_dir()`, sorted."""
+    return sorted(manifest.parent.name for manifest in paths.cache_dir().glob(f"*/{MANIFEST}"))
+
+
 def load_cache(name_or_path: str | Path | FaceCache) -> FaceCache:
     """Load a finished cache: crops uint8 [n, 3, 64, 64, 3], table (n rows), failures.
     A `FaceCache` passed in is returned as it is."""
     if isinstance(name_or_path, FaceCache):
         return name_or_path
     folder = cache_path(name_or_path)
-    manifest_file = folder / "manifest.parquet"
-    if not manifest_file.exists():
+    if not is_finished(folder):
         raise FileNotFoundError(
             f"No finished face cache at {folder}. Build it with faces.build_cache (notebook 02) or "
             "`python -m c3ae_utils.faces build-cache --dataset NAME`."
         )
     config = json.loads((folder / "config.json").read_text())
-    table = pd.read_parquet(manifest_file)
+    table = pd.read_parquet(folder / MANIFEST)
     failures = pd.read_csv(folder / "failures.csv", keep_default_na=False)
     crops = _concatenate_crops(folder, config["num_chunks"], len(table), config["settings"]["crop_size"])
     return FaceCache(crops, table, failures, folder)
@@ -805,7 +815,7 @@ def _build_from_arguments(args: argparse.Namespace) -> Path:
     _check_images_on_disk(table, args.dataset)
     name = args.name or cache_name(args.dataset, args.max_images)
     folder = build_cache(table, name, shard=args.shard, workers=args.workers, chunk_size=args.chunk_size)
-    if (folder / "manifest.parquet").exists():
+    if is_finished(folder):
         print(yield_table({name: load_cache(folder)}).to_string())
     return folder
 

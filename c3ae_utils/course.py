@@ -1,50 +1,184 @@
-"""Run the course notebooks in order with papermill (`make run-all`, the notebook tests).
+"""The course's one size switch, what each notebook reads from the earlier ones, and the runner.
 
-    python -m c3ae_utils.course --profile quick            # every notebook
-    python -m c3ae_utils.course --profile quick --upto 03  # 01, 02 and 03
+Every notebook has `SMALL_RUN = False` in its parameters cell. `course.size(SMALL_RUN)` gives
+that run's sizes (images per dataset, epochs, folds, ...), so notebook 02 caches the faces that
+03-07 then find by the same switch, and notebook 05 trains the runs that 06 and 07 find:
 
-Executed copies go to `<artifacts>/notebooks/`; the committed notebooks stay clean.
+    size = course.size(SMALL_RUN)
+    cache = course.face_cache("utkface", SMALL_RUN)          # or one line: run notebook 02 first
+    run = course.trained_run("focal", SMALL_RUN)             # or one line: run notebook 05 first
+
+From a terminal, every notebook in order (executed copies go to `<artifacts>/notebooks/`):
+
+    python -m c3ae_utils.course --small            # SMALL_RUN = True in every notebook
+    python -m c3ae_utils.course --small --upto 03  # 01, 02 and 03
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import logging
-import os
 import sys
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import papermill
+import numpy as np
 
 from c3ae_utils import cli, paths
 
 logger = logging.getLogger(__name__)
 
-# Papermill parameters of the two course profiles. "full" is every notebook's default;
-# "quick" is what CI and `make run-all PROFILE=quick` use: the same code on a few hundred
-# real images.
-PROFILES: dict[str, dict[str, object]] = {
-    "full": {"PROFILE": "full"},
-    "quick": {
-        "PROFILE": "quick",
-        "MAX_IMAGES": 200,
-        "EPOCHS": 10,  # notebook 05: enough steps (10 x 18) for its runs to beat predicting the mean age
-        "BATCH_SIZE": 8,
-        "NUM_FOLDS": 2,  # notebook 06: leave-one-subject-out folds
-        "FINE_TUNE_EPOCHS": 2,
-        "NUM_SEEDS": 1,
-        "MAX_FRAMES": 60,  # notebook 07: video frames read from the demo clip
-        "LATENCY_REPEATS": 10,  # notebook 07: timed calls per backend
-    },
+
+@dataclass(frozen=True)
+class Size:
+    """The sizes of one course run; `size(small_run)` picks one of the two."""
+
+    small_run: bool
+    max_images: int | None  # 02-07: images per dataset in the face caches (None: all)
+    epochs: int  # 05: training epochs per run (the cosine schedule decays over all of them)
+    batch_size: int  # 05: faces per training step
+    fine_tune_epochs: int  # 06: fine-tuning epochs per leave-one-subject-out fold
+    fine_tune_batch_size: int  # 06: faces per fine-tuning step
+    num_folds: int | None  # 06: leave-one-subject-out folds (None: one per FG-NET subject, 82)
+    max_frames: int | None  # 07: video frames read from the demo clip (None: all)
+    parity_faces: int  # 07: real faces for the export parity check
+    latency_repeats: int  # 07: timed calls per backend
+
+    @property
+    def label(self) -> str:
+        """How the notebooks name this size in their messages."""
+        return f"SMALL_RUN = {self.small_run}"
+
+
+SMALL = Size(small_run=True, max_images=200, epochs=10, batch_size=8, fine_tune_epochs=2,
+             fine_tune_batch_size=32, num_folds=2, max_frames=60, parity_faces=200, latency_repeats=10)
+FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tune_epochs=5,
+            fine_tune_batch_size=32, num_folds=None, max_frames=None, parity_faces=1000, latency_repeats=100)
+
+# About how long each notebook takes on a 2-core CPU (minutes; small run, full run), measured:
+# the small runs by `python -m c3ae_utils.course --small`, the full runs as in the README.
+NOTEBOOK_MINUTES: dict[str, tuple[float, float]] = {
+    "01": (1, 1),
+    "02": (2, 23),
+    "03": (1, 3),
+    "04": (1, 3),
+    "05": (3, 55),
+    "06": (2, 50),
+    "07": (2, 5),
 }
 
+# Notebook 05 compares these distribution losses; 06 and 07 read its runs.
+COURSE_LOSSES = ("focal", "ce")
 
-def profile_parameters(profile: str) -> dict[str, object]:
-    """Papermill parameters for `profile` ("quick" or "full")."""
-    if profile not in PROFILES:
-        raise ValueError(f"Unknown profile {profile!r}; choose one of {sorted(PROFILES)}.")
-    return dict(PROFILES[profile])
+
+def size(small_run: bool) -> Size:
+    """The sizes of a small run (`True`: minutes on a laptop CPU) or of the full course."""
+    if not isinstance(small_run, bool):
+        raise TypeError(f"SMALL_RUN must be True or False; got {small_run!r}.")
+    return SMALL if small_run else FULL
+
+
+class MissingInput(FileNotFoundError):
+    """A notebook's input is missing: says which notebook makes it, in one line."""
+
+    def __init__(self, what: str, notebook: str, small_run: bool | None):
+        small, full = NOTEBOOK_MINUTES[notebook]
+        setting = "" if small_run is None else f" with SMALL_RUN = {small_run}"
+        minutes = small if small_run else full
+        super().__init__(f"{what} is missing: run notebook {notebook} first{setting} (about {minutes:g} min on a 2-core CPU).")
+
+    def _render_traceback_(self) -> list[str]:  # IPython shows this instead of a traceback
+        return [f"{type(self).__name__}: {self}"]
+
+
+def metadata_table(dataset: str):  # noqa: ANN201 (pandas is imported lazily by datasets)
+    """Notebook 01's metadata table of `dataset`, or `MissingInput` naming notebook 01."""
+    from c3ae_utils import datasets
+
+    if not paths.metadata_path(dataset).is_file():
+        raise MissingInput(f"The {dataset} metadata table ({paths.metadata_path(dataset)})", "01", None)
+    return datasets.read_metadata_table(dataset)
+
+
+def cache_name(dataset: str, small_run: bool) -> str:
+    """The face cache notebook 02 builds for `dataset` at this size."""
+    from c3ae_utils.faces import cache as face_cache
+
+    return face_cache.cache_name(dataset, size(small_run).max_images)
+
+
+def face_cache(dataset: str, small_run: bool):  # noqa: ANN201 (FaceCache, imported lazily)
+    """Notebook 02's face cache of `dataset` at this size, or `MissingInput` naming notebook 02."""
+    from c3ae_utils.faces import cache as face_cache_module
+
+    name = cache_name(dataset, small_run)
+    if not face_cache_module.is_finished(face_cache_module.cache_path(name)):
+        raise MissingInput(f"The face cache {name!r} ({dataset})", "02", small_run)
+    return face_cache_module.load_cache(name)
+
+
+def train_config(loss: str, small_run: bool, dataset: str = "utkface", **settings: Any):  # noqa: ANN201
+    """The `TrainConfig` of notebook 05's run with `loss` at this size (other `settings` too).
+
+    Its run name is derived from its settings (`training.default_run_name`), so 06 and 07 find
+    the run 05 trained, and a run with any setting changed gets a folder of its own.
+    """
+    from c3ae_utils import training
+
+    chosen = size(small_run)
+    values: dict[str, Any] = dict(dataset=dataset, max_images=chosen.max_images, loss=loss, epochs=chosen.epochs,
+                                  batch_size=chosen.batch_size, patience=0, resume=True)
+    values.update(settings)
+    return training.TrainConfig(**values).resolved()
+
+
+def trained_run(loss: str, small_run: bool, dataset: str = "utkface", **settings: Any):  # noqa: ANN201
+    """Notebook 05's finished run with `loss` at this size, or `MissingInput` naming notebook 05."""
+    from c3ae_utils import training
+
+    config = train_config(loss, small_run, dataset, **settings)
+    folder = training.run_dir(config.run_name)
+    if not (folder / "metrics.json").is_file():
+        raise MissingInput(f"The {loss} training run {config.run_name!r}", "05", small_run)
+    return training.load_run(folder)
+
+
+def record(notebook: str, **values: Any) -> Path:
+    """Save what a notebook measured to `<artifacts>/metrics/<notebook>.json` (the tests and README read it)."""
+    target = paths.ensure_dir(paths.artifacts_dir() / "metrics") / f"{notebook}.json"
+    return paths.write_text_atomic(target, json.dumps(values, indent=2, default=_plain, allow_nan=False))
+
+
+def _plain(value: Any) -> Any:
+    """JSON form of NumPy scalars and arrays, pandas objects and paths."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):  # e.g. a TensorShape
+        return list(value)
+    raise TypeError(f"Cannot record {type(value).__name__} as JSON.")
+
+
+def recorded(notebook: str) -> dict[str, Any]:
+    """What `record(notebook, ...)` saved."""
+    return json.loads((paths.artifacts_dir() / "metrics" / f"{notebook}.json").read_text())
+
+
+# --------------------------------------------------------------------------------------
+# Running the notebooks
+# --------------------------------------------------------------------------------------
 
 
 def notebooks_dir() -> Path:
@@ -68,19 +202,16 @@ def find_notebook(prefix: str) -> Path:
     return matches[0]
 
 
-def run_notebook(notebook: Path, profile: str = "quick", **overrides: object) -> Path:
-    """Execute one notebook with the profile's parameters; return the executed copy's path."""
-    parameters = profile_parameters(profile)
-    parameters.update(overrides)
-    output_dir = paths.ensure_dir(paths.artifacts_dir() / "notebooks")
-    output = output_dir / notebook.name
-    # Quieten TensorFlow's C++ start-up lines inside the executed notebooks.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def run_notebook(notebook: Path, small_run: bool = True, **parameters: object) -> Path:
+    """Execute one notebook with `SMALL_RUN = small_run` (and any other `parameters`); return the executed copy."""
+    import papermill
+
+    output = paths.ensure_dir(paths.artifacts_dir() / "notebooks") / notebook.name
     started = time.perf_counter()
     papermill.execute_notebook(
         str(notebook),
         str(output),
-        parameters=parameters,
+        parameters={"SMALL_RUN": small_run, **parameters},
         cwd=str(notebook.parent),
         kernel_name="python3",
         progress_bar=False,
@@ -90,12 +221,12 @@ def run_notebook(notebook: Path, profile: str = "quick", **overrides: object) ->
     return output
 
 
-def run_all(profile: str = "quick", upto: str | None = None) -> list[Path]:
+def run_all(small_run: bool = False, upto: str | None = None) -> list[Path]:
     """Execute every notebook in order (up to and including the prefix `upto`)."""
     executed = []
     for notebook in list_notebooks():
-        print(f"[run-all] {notebook.name} (profile {profile})", flush=True)
-        executed.append(run_notebook(notebook, profile))
+        print(f"[run-all] {notebook.name} (SMALL_RUN = {small_run})", flush=True)
+        executed.append(run_notebook(notebook, small_run))
         if upto is not None and notebook.name.startswith(upto):
             break
     return executed
@@ -104,7 +235,7 @@ def run_all(profile: str = "quick", upto: str | None = None) -> list[Path]:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="full", choices=sorted(PROFILES))
+    parser.add_argument("--small", action="store_true", help="SMALL_RUN = True in every notebook (minutes, not hours)")
     parser.add_argument("--upto", default=None, help="stop after the notebook with this prefix")
     return parser
 
@@ -113,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    run_all(args.profile, args.upto)
+    run_all(args.small, args.upto)
     return 0
 
 

@@ -15,8 +15,10 @@ point the course somewhere else without touching code:
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 
@@ -101,3 +103,13 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> Path:
 def write_text_atomic(target: Path, text: str) -> Path:
     """`atomic_write` of a text file (UTF-8)."""
     return atomic_write(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
+def settings_tag(changed: Mapping[str, object]) -> str:
+    """A short stable tag (6 hex digits) of some settings, for names keyed by settings.
+
+    Runs and caches built with non-default settings get this tag in their names, so that
+    changing a setting never reuses (or collides with) what other settings produced.
+    """
+    text = json.dumps(dict(sorted(changed.items())), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:6]

@@ -154,7 +154,7 @@ class TrainConfig:
         cache_name = self.cache_name
         if cache_name is None:
             cache_name = face_cache.cache_name(self.dataset, self.max_images)
-        run_name = self.run_name or default_run_name(self.dataset, self.loss, self.max_images)
+        run_name = self.run_name or default_run_name(self)
         return dataclasses.replace(self, cache_name=cache_name, run_name=run_name)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,9 +166,22 @@ class TrainConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
-def default_run_name(dataset: str, loss: str, max_images: int | None = None) -> str:
-    """`"<dataset>-<loss>"`, plus `"-<max_images>"` for a limited cache (e.g. `utkface-focal-400`)."""
-    return f"{dataset}-{loss}" + (f"-{max_images}" if max_images else "")
+# Settings that name a run's folder themselves, or do not change what a run computes.
+_UNNAMED_SETTINGS = ("dataset", "loss", "max_images", "run_name", *TrainConfig.RESUMABLE_CHANGES)
+
+
+def default_run_name(config: TrainConfig) -> str:
+    """The run folder name of a config without an explicit `run_name`.
+
+    `"<dataset>-<loss>"`, plus `"-<max_images>"` for a limited cache, plus a tag of every other
+    setting that differs from `TrainConfig()` (e.g. `utkface-focal-400-3fa9c1`), so that
+    runs with different settings never share (or collide in) one folder.
+    """
+    defaults = TrainConfig().to_dict()
+    changed = {key: value for key, value in config.to_dict().items()
+               if key not in _UNNAMED_SETTINGS and value != defaults[key]}
+    name = f"{config.dataset}-{config.loss}" + (f"-{config.max_images}" if config.max_images else "")
+    return f"{name}-{paths.settings_tag(changed)}" if changed else name
 
 
 @dataclass

@@ -17,7 +17,6 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 if "C3AE_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
     os.environ["C3AE_DATA_MIRROR"] = str(DEFAULT_MIRROR)
@@ -56,13 +55,13 @@ def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def face_caches(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The quick profile's real face caches (UTKFace and FG-NET, `MAX_IMAGES` photos each,
+    """The small run's real face caches (`course.SMALL`) (UTKFace and FG-NET, `MAX_IMAGES` photos each,
     through MTCNN, alignment and crops), built once per test run: the folder to use as
     `C3AE_CACHE_DIR`. The course notebooks read the same caches (notebook 02 finds them
     built: its tables are the same), so the detector runs on these photos once."""
     from c3ae_utils import course, datasets, faces
 
-    count = course.profile_parameters("quick")["MAX_IMAGES"]
+    count = course.SMALL.max_images
     folder = _run_folder(tmp_path_factory) / "face_caches"
     folder.mkdir(exist_ok=True)
     with open(folder / ".lock", "w") as lock:
@@ -80,7 +79,7 @@ def utkface_cache(face_caches: Path):
     """The shared UTKFace `faces.FaceCache` (train, val and test rows)."""
     from c3ae_utils import course, faces
 
-    return faces.load_cache(face_caches / faces.cache_name("utkface", course.profile_parameters("quick")["MAX_IMAGES"]))
+    return faces.load_cache(face_caches / faces.cache_name("utkface", course.SMALL.max_images))
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +87,7 @@ def fgnet_cache(face_caches: Path):
     """The shared FG-NET `faces.FaceCache` (every row "train": FG-NET is tested by LOSO folds)."""
     from c3ae_utils import course, faces
 
-    return faces.load_cache(face_caches / faces.cache_name("fgnet", course.profile_parameters("quick")["MAX_IMAGES"]))
+    return faces.load_cache(face_caches / faces.cache_name("fgnet", course.SMALL.max_images))
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +116,7 @@ class CourseRun:
         for notebook in course.list_notebooks():
             key = notebook.name[:2]
             if key not in self.executed:
-                self.executed[key] = course.run_notebook(notebook, profile="quick")
+                self.executed[key] = course.run_notebook(notebook, small_run=True)
             if key == prefix:
                 return self.executed[key]
         raise ValueError(f"No notebook with prefix {prefix!r}.")
@@ -125,7 +124,7 @@ class CourseRun:
 
 @pytest.fixture(scope="session")
 def course_run(tmp_path_factory: pytest.TempPathFactory, face_caches: Path) -> CourseRun:
-    """A session-wide quick-profile course run writing to temporary artifacts and figures,
+    """A session-wide small course run (SMALL_RUN = True) writing to temporary artifacts and figures,
     reading and writing face caches in the shared cache folder."""
     root = tmp_path_factory.mktemp("course")
     patch = pytest.MonkeyPatch()

@@ -39,8 +39,10 @@ def test_notebook_follows_skeleton(path):
     assert len(tagged) == 1, f"{path.name} needs exactly one cell tagged 'parameters'"
     source = "".join(tagged[0]["source"])
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code" and c is not tagged[0])
-    if re.search(r"^PROFILE = ", source, flags=re.MULTILINE):  # no switch that nothing reads
-        assert re.search(r"\bPROFILE\b", code), f"{path.name} sets PROFILE but never reads it"
+    # One size switch, first in the cell, off by default (the full course), and really read.
+    assert source.startswith("SMALL_RUN = False  # True: "), f"{path.name}: the parameters cell must start with SMALL_RUN"
+    assert re.search(r"course\.\w+\([^)]*\bSMALL_RUN\b", code), f"{path.name} never passes SMALL_RUN to the course"
+    assert not re.search(r"(?<![\"'])\b(PROFILE|MAX_IMAGES)\b(?![\"'])", source + code), f"{path.name}: a size set outside SMALL_RUN"
     for line in source.splitlines():
         if line.strip() and not line.startswith("#"):
             assert re.match(r"^[A-Z][A-Z0-9_]* = ", line), f"{path.name}: not an UPPER_CASE constant: {line}"

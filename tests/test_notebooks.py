@@ -1,4 +1,4 @@
-"""The course notebooks, run in order in the quick profile (one shared course run), and what
+"""The course notebooks, run in order with SMALL_RUN = True (one shared course run), and what
 each one writes: tables, caches, metrics and figures the tests check.
 
 One module, so that pytest-xdist (`--dist loadfile`) runs the whole course on one worker.
@@ -8,19 +8,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from c3ae_utils import course, datasets, evaluation, faces, inference, paths, training
+import solutions
+from c3ae_utils import course, datasets, evaluation, faces, inference, paths
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]  # each notebook runs for 10-60 s
-QUICK = course.profile_parameters("quick")
+SMALL = course.size(True)
 
 
 # ----------------------------------------------------------------------------
-# Notebook 01 runs in the quick profile and writes the three metadata tables with splits.
+# Notebook 01 runs with SMALL_RUN = True and writes the three metadata tables with splits.
 # ----------------------------------------------------------------------------
 
 
@@ -66,13 +68,13 @@ def test_notebook_01_saves_its_figures(notebook_01) -> None:
 
 
 # ----------------------------------------------------------------------------
-# Notebook 02 runs in the quick profile and writes the face caches notebooks 03-06 read.
+# Notebook 02 runs with SMALL_RUN = True and writes the face caches notebooks 03-06 read.
 # ----------------------------------------------------------------------------
 
 
 def test_notebook_02_writes_the_caches(course_run):
     course_run.run("02")
-    max_images = course.profile_parameters("quick")["MAX_IMAGES"]
+    max_images = SMALL.max_images
     # Detection rates, crop contents and the builder itself are tested in test_faces and
     # test_face_cache, on these same caches; here: the caches the later notebooks will read.
     for dataset in ("utkface", "fgnet"):
@@ -86,7 +88,7 @@ def test_notebook_02_writes_the_caches(course_run):
 
 
 # ----------------------------------------------------------------------------
-# Notebook 03 (encode ages) runs in the quick profile and writes sound encoding checks.
+# Notebook 03 (encode ages) runs with SMALL_RUN = True and writes sound encoding checks.
 # ----------------------------------------------------------------------------
 
 
@@ -99,22 +101,20 @@ def test_notebook_03_writes_the_encoding_checks(course_run) -> None:
     assert 4.9 <= errors["one-hot"] <= 5.0  # half a bin
     assert errors["Gaussian"] > 1.0  # biased near the ends
 
-    assert check["num_bins"] == 12 and check["max_age"] == 110.0
     assert check["dataset_images"] > 20_000 and check["oldest_face"] == 116.0  # all of UTKFace
     above = check["faces_above_last_bin"]
     assert above["10"] > above["11"] > above["12"] > 0 == above["13"]
 
     sizes = check["split_sizes"]
     assert set(sizes) == {"train", "val", "test"} and sum(sizes.values()) == check["num_faces"]
-    cached = course.profile_parameters("quick")["MAX_IMAGES"]
-    assert 0.95 * cached <= check["num_faces"] <= cached  # the quick profile's cache
+    cached = SMALL.max_images
+    assert 0.95 * cached <= check["num_faces"] <= cached  # the small run's cache
     assert math.isclose(sum(check["train_bin_mass"]), sizes["train"], rel_tol=1e-4)
     assert len(check["train_bin_mass"]) == 12
 
     batch = check["batch_shapes"]
-    size = course.profile_parameters("quick")["BATCH_SIZE"]
-    assert batch == {"crops": [size, 3, 64, 64, 3], "age": [size, 1], "distribution": [size, 12]}
-    assert check["batch_dtypes"] == {"crops": "uint8", "age": "float32", "distribution": "float32"}
+    size = batch["crops"][0]
+    assert batch == {"crops": [size, 3, 64, 64, 3], "distribution": [size, 12]} and size <= sizes["train"]
     assert check["steps_per_epoch"] == math.ceil(sizes["train"] / size)
     assert check["same_seed_same_batch"] is True
     assert check["augmented_changed_fraction"] > 0.5
@@ -125,22 +125,18 @@ def test_notebook_03_writes_the_encoding_checks(course_run) -> None:
 
 
 # ----------------------------------------------------------------------------
-# Notebook 04 (build the model) runs in the quick profile and writes a sound model summary.
+# Notebook 04 (build the model) runs with SMALL_RUN = True and writes a sound model summary.
 # ----------------------------------------------------------------------------
 
 
 def test_notebook_04_writes_the_model_summary(course_run) -> None:
     course_run.run("04")
     summary = json.loads((paths.artifacts_dir() / "metrics" / "model_summary.json").read_text())
-    assert summary["params"] == {
-        "paper_single_scale_plain": 36_377,
-        "three_scale_plain": 48_633,
-        "three_scale_se": 53_993,
-    }
-    assert summary["macs"]["branch_plain"] == 12_562_816
-    assert summary["macs"]["branch_se"] == 12_562_816 + 5_120
-    assert summary["macs"]["model_three_scale_plain"] == 3 * 12_562_816 + 1536 * 12 + 12
-    assert summary["num_faces"] >= 0.4 * course.profile_parameters("quick")["MAX_IMAGES"]  # adults 20-60
+    assert summary["params"] == [36_377, 48_633, 53_993]  # paper's Table 1, reference v84, v89
+    assert summary["macs"]["branch (plain)"] == 12_562_816
+    assert summary["macs"]["branch (SE)"] == 12_562_816 + 5_120
+    assert summary["macs"]["whole model: v84: 3 scales, plain, no conv1 bias"] == 3 * 12_562_816 + 1536 * 12 + 12
+    assert summary["num_faces"] >= 0.4 * SMALL.max_images  # adults 20-60
     baseline = summary["mean_predictor_mae"]
     assert baseline > 6.0
     for name in ("v84", "v89"):
@@ -157,19 +153,19 @@ def test_notebook_04_writes_the_model_summary(course_run) -> None:
 
 
 # ----------------------------------------------------------------------------
-# Notebook 05 trains focal and KL runs on notebook 02's cache in the quick profile.
+# Notebook 05 trains focal and cross-entropy runs on notebook 02's cache with SMALL_RUN = True.
 # ----------------------------------------------------------------------------
 
 
 def test_notebook_05_trains_both_runs(course_run, utkface_cache):
     course_run.run("05")
     train_ages = utkface_cache.table.loc[utkface_cache.table["split"] == "train", "age"]
-    for loss in ("focal", "kl"):
-        run = training.load_run(f"utkface-{loss}-quick")  # the names notebook 06 reads
+    for loss in course.COURSE_LOSSES:
+        run = course.trained_run(loss, small_run=True)  # what notebooks 06 and 07 read
         assert run.config.loss == loss
-        assert run.config.cache_name == faces.cache_name("utkface", QUICK["MAX_IMAGES"])
-        assert run.config.epochs == QUICK["EPOCHS"] and run.config.batch_size == QUICK["BATCH_SIZE"]
-        assert len(run.history) == QUICK["EPOCHS"]
+        assert run.config.cache_name == faces.cache_name("utkface", SMALL.max_images)
+        assert run.config.epochs == SMALL.epochs and run.config.batch_size == SMALL.batch_size
+        assert len(run.history) == SMALL.epochs
         assert (run.path / "best.keras").is_file() and (run.path / "last.keras").is_file()
         assert np.isfinite(run.history[["loss", "val_loss", "age_mae", "val_age_mae"]].to_numpy()).all()
         assert run.history["loss"].iloc[-1] < run.history["loss"].iloc[0], "training loss did not go down"
@@ -182,7 +178,7 @@ def test_notebook_05_trains_both_runs(course_run, utkface_cache):
 
 
 # ----------------------------------------------------------------------------
-# Notebook 06 (error analysis) in the quick profile: the metrics, tables and figures it writes.
+# Notebook 06 (error analysis) with SMALL_RUN = True: the metrics, tables and figures it writes.
 # ----------------------------------------------------------------------------
 
 
@@ -196,7 +192,7 @@ def report(course_run):
 
 def test_notebook_06_cumulative_scores_are_monotone_and_end_at_most_one(report):
     evaluations = {**report["runs"], **report["reference"], **report["cross_dataset"]}
-    assert set(report["runs"]) == {"focal", "kl"}
+    assert set(report["runs"]) == set(course.COURSE_LOSSES)
     assert len(report["reference"]) == 2 and len(report["cross_dataset"]) == 2
     for name, metrics in evaluations.items():
         for key in ("cs", "cs_expected"):
@@ -217,7 +213,7 @@ def test_notebook_06_grouped_counts_add_up(report):
     assert len(utkface["w2"]["learned"]) == 12
 
 
-def test_notebook_06_loso_ran_the_quick_profile_folds(report):
+def test_notebook_06_loso_ran_the_small_run_folds(report):
     loso = report["loso"]
     assert loso["num_folds"] == report["parameters"]["NUM_FOLDS"] == len(loso["folds"])
     assert len({fold["subject"] for fold in loso["folds"]}) == loso["num_folds"]
@@ -227,22 +223,15 @@ def test_notebook_06_loso_ran_the_quick_profile_folds(report):
 
 
 def test_notebook_06_trained_runs_beat_predicting_the_mean_age(report, utkface_cache):
-    metrics_dir = paths.artifacts_dir() / "metrics"
-    train_ages = utkface_cache.table.loc[utkface_cache.table["split"] == "train", "age"]
-    for loss in ("focal", "kl"):
-        faces_tested = pd.read_csv(metrics_dir / f"error_analysis_{loss}_predictions.csv")
-        mean_predictor = (faces_tested["age"] - train_ages.mean()).abs().mean()
+    table = utkface_cache.table
+    tested = table.loc[table["split"] == report["parameters"]["SPLIT"], "age"]
+    mean_predictor = (tested - table.loc[table["split"] == "train", "age"].mean()).abs().mean()  # one guess
+    for loss in course.COURSE_LOSSES:
+        assert report["runs"][loss]["count"] == len(tested)
         assert report["runs"][loss]["mae"] < mean_predictor, (loss, report["runs"][loss]["mae"], mean_predictor)
 
 
-def test_notebook_06_tables_results_and_figures_were_written(report):
-    metrics_dir = paths.artifacts_dir() / "metrics"
-    predictions = pd.read_csv(metrics_dir / "error_analysis_focal_predictions.csv")
-    assert len(predictions) == report["runs"]["focal"]["count"]
-    assert {"age", "predicted_age", "expected_age", "p00", "p11", "gender", "race", "yaw"} <= set(predictions)
-    assert np.allclose(predictions[[f"p{k:02d}" for k in range(12)]].sum(axis=1), 1, atol=1e-4)
-    folds = pd.read_csv(metrics_dir / "error_analysis_loso_folds.csv")
-    assert len(folds) == report["loso"]["num_folds"]
+def test_notebook_06_results_and_figures_were_written(report):
     results = (paths.artifacts_dir() / "results.md").read_text()
     assert "focal" in results and "reference-v89" in results and "FG-NET leave-one-subject-out" in results
     for name in ("cumulative_scores", "error_by_age", "errors_by_group", "worst_predictions",
@@ -251,7 +240,7 @@ def test_notebook_06_tables_results_and_figures_were_written(report):
 
 
 # ----------------------------------------------------------------------------
-# Notebook 07 (predict and export) runs in the quick profile and writes what it promises.
+# Notebook 07 (predict and export) runs with SMALL_RUN = True and writes what it promises.
 # ----------------------------------------------------------------------------
 
 
@@ -297,3 +286,34 @@ def test_notebook_07_predicts_exports_and_measures(course_run, utkface_cache) ->
     assert list(rows.columns) == inference.CSV_COLUMNS
     assert len(rows) == metrics["video"]["faces"] > 0
     assert (paths.artifacts_dir() / "predictions" / "short_hamilton_clip_annotated.mp4").is_file()
+
+
+# ----------------------------------------------------------------------------
+# Every exercise has a worked solution (solutions/), and every solution runs with SMALL_RUN = True
+# on what the notebooks above made.
+# ----------------------------------------------------------------------------
+
+
+def _exercise_count(notebook) -> int:
+    """The numbered items of the notebook's "## Exercises" list."""
+    cells = json.loads(notebook.read_text())["cells"]
+    text = next("".join(c["source"]) for c in cells if "## Exercises" in "".join(c["source"]))
+    return len(re.findall(r"^\d+\. ", text.split("## Exercises", 1)[1], flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("notebook", course.list_notebooks(), ids=lambda path: path.name[:2])
+def test_every_exercise_has_a_solution(notebook) -> None:
+    module = f"ex{notebook.stem}"
+    assert module in solutions.modules(), f"no solutions/{module}.py"
+    assert list(solutions.exercises(module)) == list(range(1, _exercise_count(notebook) + 1))
+
+
+SOLVED = [(module, number) for module in solutions.modules() for number in solutions.exercises(module)]
+
+
+@pytest.mark.parametrize(("module", "number"), SOLVED, ids=[f"{m[:4]}-{n}" for m, n in SOLVED])
+def test_the_solution_runs_with_small_run(course_run, module: str, number: int) -> None:
+    course_run.run(module[2:4])  # the notebooks it builds on
+    result = solutions.exercises(module)[number](small_run=True)
+    assert isinstance(result, dict) and result, "a solution returns what it measured"
+    json.dumps(result, default=str)  # printable by `python -m solutions...`

@@ -23,7 +23,7 @@ import pytest
 from c3ae_utils import age_encoding, cli, course, faces, training
 
 REPO = Path(__file__).resolve().parents[1]
-NUM_IMAGES = course.profile_parameters("quick")["MAX_IMAGES"]  # the shared cache (conftest)
+NUM_IMAGES = course.SMALL.max_images  # the shared cache (conftest)
 EPOCHS = 3
 BASE = {"dataset": "utkface", "max_images": NUM_IMAGES, "epochs": EPOCHS, "batch_size": 16,
         "patience": 2, "verbose": 0}

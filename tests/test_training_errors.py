@@ -26,7 +26,7 @@ import pytest
 
 from c3ae_utils import cli, course, faces, training
 
-NUM_IMAGES = course.profile_parameters("quick")["MAX_IMAGES"]  # the shared cache (conftest)
+NUM_IMAGES = course.SMALL.max_images  # the shared cache (conftest)
 SETTINGS = ["--dataset", "utkface", "--max-images", str(NUM_IMAGES), "--batch-size", "32",
             "--patience", "0", "--verbose", "0"]
 SIGINT_EPOCHS = 5  # epochs after the first take about 1 s each: SIGINT lands well before the end

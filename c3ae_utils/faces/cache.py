@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -116,11 +117,25 @@ class FaceCache:
                          self.failures, self.path)
 
 
-def cache_name(dataset: str, max_images: int | None = None) -> str:
-    """The cache folder name of a dataset: "utkface" for all images, "utkface-n400" for 400."""
+def cache_name(dataset: str, max_images: int | None = None, settings: Settings | None = None) -> str:
+    """The cache folder name of a dataset: "utkface" for all images, "utkface-n400" for 400.
+
+    Preprocessing `settings` other than the defaults add a tag of the changed values
+    ("utkface-n400-s1a2b3c"), so a cache built with other settings never collides with these.
+    """
     if not dataset or "/" in dataset:
         raise ValueError(f"Invalid dataset name {dataset!r}.")
-    return dataset if max_images is None else f"{dataset}-n{int(max_images)}"
+    name = dataset if max_images is None else f"{dataset}-n{int(max_images)}"
+    changed = _changed_settings(settings)
+    return f"{name}-s{paths.settings_tag(changed)}" if changed else name
+
+
+def _changed_settings(settings: Settings | None) -> dict[str, object]:
+    """The preprocessing settings that differ from `Settings()`."""
+    if settings is None:
+        return {}
+    defaults = dataclasses.asdict(Settings())
+    return {key: value for key, value in dataclasses.asdict(settings).items() if value != defaults[key]}
 
 
 def cache_path(name_or_path: str | Path) -> Path:

@@ -1,0 +1,72 @@
+"""Silence TensorFlow's start-up lines, which it writes to file descriptor 2 before its own
+log level applies (so `TF_CPP_MIN_LOG_LEVEL` alone cannot hide them).
+
+`silence_tensorflow_import()` installs an import hook: the first `import tensorflow` (by
+Keras, MTCNN or the package) runs with file descriptor 2 pointed at /dev/null, then the hook
+removes itself. Python-level errors of that import still propagate as usual. Nothing is
+imported early: modules that never need TensorFlow stay light.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.abc
+import importlib.machinery
+import os
+import sys
+from collections.abc import Iterator
+from types import ModuleType
+
+
+@contextlib.contextmanager
+def stderr_fd_silenced() -> Iterator[None]:
+    """Point file descriptor 2 (C-level stderr) at /dev/null for the duration of the block."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no file descriptor 2 (some embedded interpreters): nothing to silence
+        yield
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs another loader's `exec_module` with file descriptor 2 silenced."""
+
+    def __init__(self, loader: importlib.abc.Loader):
+        self.loader = loader
+
+    def create_module(self, spec: importlib.machinery.ModuleSpec) -> ModuleType | None:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__spec__.loader = self.loader  # the module keeps its real loader afterwards
+        module.__loader__ = self.loader
+        with stderr_fd_silenced():
+            self.loader.exec_module(module)
+
+
+class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
+    """Finds `tensorflow` with the other finders and wraps its loader in `_QuietLoader`, once."""
+
+    def find_spec(self, name, path, target=None):  # noqa: ANN001, ANN201 (importlib's signature)
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def silence_tensorflow_import() -> None:
+    """Install the hook unless TensorFlow is already loaded (or the hook already installed)."""
+    if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _QuietTensorFlowFinder())

@@ -14,15 +14,12 @@ every model the course saves.
 
 __version__ = "0.1.0"
 
-import logging as _logging
 import os as _os
 
 from c3ae_utils import _quiet
 
 # Before anything loads TensorFlow (here, in one place): its C++ start-up lines ("failed call to
-# cuInit" on every CPU machine, oneDNN and CPU-feature notes) look like failures to a learner.
+# cuInit" on every CPU machine, oneDNN and CPU-feature notes) and retracing warnings look like
+# failures to a learner.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 _quiet.silence_tensorflow_import()
-# tf.function's "triggered tf.function retracing" warnings: each model the course loads traces
-# its own predict step on purpose, which is not the performance bug the warning suspects.
-_logging.getLogger("tensorflow").setLevel(_logging.ERROR)

@@ -5,6 +5,11 @@ log level applies (so `TF_CPP_MIN_LOG_LEVEL` alone cannot hide them).
 Keras, MTCNN or the package) runs with file descriptor 2 pointed at /dev/null, then the hook
 removes itself. Python-level errors of that import still propagate as usual. Nothing is
 imported early: modules that never need TensorFlow stay light.
+
+TensorFlow's Python logger is then set to ERROR: its "triggered tf.function retracing"
+warnings fire because each model the course loads traces its own predict step on purpose,
+which is not the performance bug they suspect. (TensorFlow sets that logger to INFO when it
+is first used in an interactive shell such as Jupyter, so it is set after the import.)
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.machinery
+import logging
 import os
 import sys
 from collections.abc import Iterator
@@ -50,6 +56,14 @@ class _QuietLoader(importlib.abc.Loader):
         module.__loader__ = self.loader
         with stderr_fd_silenced():
             self.loader.exec_module(module)
+        _quiet_python_logger(module)
+
+
+def _quiet_python_logger(tensorflow: ModuleType) -> None:
+    """TensorFlow's Python logger at ERROR (creating it first, so TensorFlow cannot reset it)."""
+    get_logger = getattr(tensorflow, "get_logger", None)
+    if get_logger is not None:
+        get_logger().setLevel(logging.ERROR)
 
 
 class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
@@ -67,6 +81,9 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
 
 def silence_tensorflow_import() -> None:
     """Install the hook unless TensorFlow is already loaded (or the hook already installed)."""
-    if "tensorflow" in sys.modules or any(isinstance(f, _QuietTensorFlowFinder) for f in sys.meta_path):
+    if "tensorflow" in sys.modules:  # loaded before the package: its start-up lines are out already
+        _quiet_python_logger(sys.modules["tensorflow"])
+        return
+    if any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
         return
     sys.meta_path.insert(0, _QuietTensorFlowFinder())

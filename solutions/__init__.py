@@ -23,6 +23,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+import c3ae_utils  # noqa: F401  (first, before any solution imports Keras: it quiets TensorFlow's start-up lines)
+
 Solution = Callable[..., dict[str, Any]]
 
 

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+import solutions
 from c3ae_utils import course
 
 NOTEBOOKS = course.list_notebooks()
@@ -46,3 +47,16 @@ def test_notebook_follows_skeleton(path):
     for line in source.splitlines():
         if line.strip() and not line.startswith("#"):
             assert re.match(r"^[A-Z][A-Z0-9_]* = ", line), f"{path.name}: not an UPPER_CASE constant: {line}"
+
+
+def _exercise_count(path) -> int:
+    """The numbered items of the notebook's "## Exercises" list."""
+    text = next("".join(c["source"]) for c in _cells(path) if "## Exercises" in "".join(c["source"]))
+    return len(re.findall(r"^\d+\. ", text.split("## Exercises", 1)[1], flags=re.MULTILINE))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_exercise_has_a_worked_solution(path):
+    module = f"ex{path.stem}"  # solutions/ex05_train_focal_vs_cross_entropy.py for notebook 05
+    assert module in solutions.modules(), f"no solutions/{module}.py"
+    assert list(solutions.exercises(module)) == list(range(1, _exercise_count(path) + 1)), module

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
 
-import solutions
 from c3ae_utils import course, datasets, evaluation, faces, inference, paths
 
 pytestmark = [pytest.mark.notebook, pytest.mark.slow]  # each notebook runs for 10-60 s
@@ -288,32 +286,18 @@ def test_notebook_07_predicts_exports_and_measures(course_run, utkface_cache) ->
     assert (paths.artifacts_dir() / "predictions" / "short_hamilton_clip_annotated.mp4").is_file()
 
 
+
 # ----------------------------------------------------------------------------
-# Every exercise has a worked solution (solutions/), and every solution runs with SMALL_RUN = True
-# on what the notebooks above made.
+# Quiet, honest output: no TensorFlow start-up lines or retracing warnings in any notebook.
 # ----------------------------------------------------------------------------
 
-
-def _exercise_count(notebook) -> int:
-    """The numbered items of the notebook's "## Exercises" list."""
-    cells = json.loads(notebook.read_text())["cells"]
-    text = next("".join(c["source"]) for c in cells if "## Exercises" in "".join(c["source"]))
-    return len(re.findall(r"^\d+\. ", text.split("## Exercises", 1)[1], flags=re.MULTILINE))
+NOISE = ("cuInit", "absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "retracing")
 
 
-@pytest.mark.parametrize("notebook", course.list_notebooks(), ids=lambda path: path.name[:2])
-def test_every_exercise_has_a_solution(notebook) -> None:
-    module = f"ex{notebook.stem}"
-    assert module in solutions.modules(), f"no solutions/{module}.py"
-    assert list(solutions.exercises(module)) == list(range(1, _exercise_count(notebook) + 1))
-
-
-SOLVED = [(module, number) for module in solutions.modules() for number in solutions.exercises(module)]
-
-
-@pytest.mark.parametrize(("module", "number"), SOLVED, ids=[f"{m[:4]}-{n}" for m, n in SOLVED])
-def test_the_solution_runs_with_small_run(course_run, module: str, number: int) -> None:
-    course_run.run(module[2:4])  # the notebooks it builds on
-    result = solutions.exercises(module)[number](small_run=True)
-    assert isinstance(result, dict) and result, "a solution returns what it measured"
-    json.dumps(result, default=str)  # printable by `python -m solutions...`
+def test_no_notebook_shows_tensorflow_start_up_noise(course_run) -> None:
+    course_run.run("07")
+    for key, executed in course_run.executed.items():
+        for cell in json.loads(executed.read_text())["cells"]:
+            for output in cell.get("outputs", []):
+                text = "".join(output.get("text", ""))
+                assert not any(word in text for word in NOISE), (key, text[:300])

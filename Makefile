@@ -1,19 +1,20 @@
 # Front door of the C3AE course. Two commands do everything on a fresh clone:
-#   make run-all [PROFILE=quick]   set up, fetch the data, run every notebook in order
+#   make run-all [SMALL_RUN=1]     set up, fetch the data, run every notebook in order
 #   make test                      set up, then run the whole test suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PROFILE ?= full
+SMALL_RUN ?= 0
 DATASET ?= utkface
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup check-prereqs data run-all test lint lab bench results clean
+.PHONY: help setup check-prereqs data run-all test test-course lint lab bench results clean
 
 help:
-	@echo "make run-all [PROFILE=quick|full]  run every notebook (executed copies in artifacts/notebooks/)"
+	@echo "make run-all [SMALL_RUN=1]         run every notebook (SMALL_RUN=1: minutes, not hours; copies in artifacts/notebooks/)"
 	@echo "make test                          run the test suite"
+	@echo "make test-course                   the course as a learner meets it: notebooks 01 and 04 in JupyterLab in headless Chromium, every worked solution"
 	@echo "make setup                         create .venv and install the package (editable, dev extras)"
 	@echo "make data DATASET=utkface|fgnet|wiki|imdb|reference|demo  fetch and extract one dataset"
 	@echo "make lab                           JupyterLab on the notebooks"
@@ -38,19 +39,24 @@ data: setup
 
 run-all: setup
 	$(PY) -m c3ae_utils.datasets check-access utkface
-	$(PY) -m c3ae_utils.course --profile $(PROFILE)
+	$(PY) -m c3ae_utils.course $(if $(filter 1 true True yes,$(SMALL_RUN)),--small,)
 
 # Two pytest-xdist workers, a test file at a time (the notebooks, all in one file, run in order).
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser --ignore=tests/solutions $(PYTEST_ARGS)
+
+# The slow learner's-eye checks, kept out of `make test`: JupyterLab driven in Debian's chromium
+# (apt-get install chromium) and every solution in solutions/, after the notebooks they build on.
+test-course: setup
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider tests/browser tests/solutions $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check c3ae_utils tests bench
 
 lab: setup
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)  # root: containers, Colab-like machines
 
 bench: setup
 	$(PY) bench/bench_preprocess.py

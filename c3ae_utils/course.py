@@ -60,16 +60,17 @@ SMALL = Size(small_run=True, max_images=200, epochs=10, batch_size=8, fine_tune_
 FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tune_epochs=5,
             fine_tune_batch_size=32, num_folds=None, max_frames=None, parity_faces=1000, latency_repeats=100)
 
-# About how long each notebook takes on a 2-core CPU (minutes; small run, full run), measured:
-# the small runs by `python -m c3ae_utils.course --small`, the full runs as in the README.
+# About how long each notebook takes on a 2-core CPU (minutes; small run, full run): the small
+# runs measured with `python -m c3ae_utils.course --small` (face caches built), the full runs as
+# in the README. Each notebook's SMALL_RUN comment says the same.
 NOTEBOOK_MINUTES: dict[str, tuple[float, float]] = {
-    "01": (1, 1),
-    "02": (2, 23),
-    "03": (1, 3),
-    "04": (1, 3),
-    "05": (3, 55),
-    "06": (2, 50),
-    "07": (2, 5),
+    "01": (0.5, 1),
+    "02": (1, 23),
+    "03": (0.5, 3),
+    "04": (0.5, 3),
+    "05": (1.5, 55),
+    "06": (1, 50),
+    "07": (1, 5),
 }
 
 # Notebook 05 compares these distribution losses; 06 and 07 read its runs.

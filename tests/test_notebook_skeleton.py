@@ -42,6 +42,8 @@ def test_notebook_follows_skeleton(path):
     code = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "code" and c is not tagged[0])
     # One size switch, first in the cell, off by default (the full course), and really read.
     assert source.startswith("SMALL_RUN = False  # True: "), f"{path.name}: the parameters cell must start with SMALL_RUN"
+    small, full = course.NOTEBOOK_MINUTES[path.name[:2]]  # what MissingInput tells a learner
+    assert f"(about {small:g} min on a 2-core CPU)" in source and f"(about {full:g} min)" in source, path.name
     assert re.search(r"course\.\w+\([^)]*\bSMALL_RUN\b", code), f"{path.name} never passes SMALL_RUN to the course"
     assert not re.search(r"(?<![\"'])\b(PROFILE|MAX_IMAGES)\b(?![\"'])", source + code), f"{path.name}: a size set outside SMALL_RUN"
     for line in source.splitlines():

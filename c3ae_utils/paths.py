@@ -1,16 +1,19 @@
 """Where data, caches, artifacts and figures live.
 
 Every location can be overridden with an environment variable, so tests, CI and Colab can
-point the course somewhere else without touching code:
+point the course somewhere else without touching code. `<home>` is `C3AE_HOME` when set (on
+Colab, `colab.setup()` points it at a Drive folder, so every notebook's outputs outlive the
+runtime), otherwise the repository root:
 
-| function          | variable              | default                  |
-| ----------------- | --------------------- | ------------------------ |
-| `raw_dir()`       | `C3AE_DATA_DIR`       | `<repo>/data/raw`        |
-| `download_dir()`  | `C3AE_DOWNLOAD_DIR`   | `<repo>/data/downloads`  |
-| `cache_dir()`     | `C3AE_CACHE_DIR`      | `<repo>/data/cache`      |
-| `artifacts_dir()` | `C3AE_ARTIFACTS_DIR`  | `<repo>/artifacts`       |
-| `figures_dir()`   | `C3AE_FIGURES_DIR`    | `<repo>/figures/generated` |
-| `mirror_dir()`    | `C3AE_DATA_MIRROR`    | none (use the network)   |
+| function          | variable              | default                    |
+| ----------------- | --------------------- | -------------------------- |
+| `course_home()`   | `C3AE_HOME`           | `<repo>`                   |
+| `raw_dir()`       | `C3AE_DATA_DIR`       | `<home>/data/raw`          |
+| `download_dir()`  | `C3AE_DOWNLOAD_DIR`   | `<home>/data/downloads`    |
+| `cache_dir()`     | `C3AE_CACHE_DIR`      | `<home>/data/cache`        |
+| `artifacts_dir()` | `C3AE_ARTIFACTS_DIR`  | `<home>/artifacts`         |
+| `figures_dir()`   | `C3AE_FIGURES_DIR`    | `<home>/figures/generated` |
+| `mirror_dir()`    | `C3AE_DATA_MIRROR`    | none (use the network)     |
 """
 
 from __future__ import annotations
@@ -36,29 +39,34 @@ def _from_env(variable: str, default: Path) -> Path:
     return path.resolve()
 
 
+def course_home() -> Path:
+    """The folder everything of the course lives under (`C3AE_HOME`, else the repository root)."""
+    return _from_env("C3AE_HOME", repo_root())
+
+
 def raw_dir() -> Path:
     """Folder that holds extracted datasets (`<raw_dir>/<dataset>/...`)."""
-    return _from_env("C3AE_DATA_DIR", repo_root() / "data" / "raw")
+    return _from_env("C3AE_DATA_DIR", course_home() / "data" / "raw")
 
 
 def download_dir() -> Path:
     """Folder that holds downloaded archives before extraction."""
-    return _from_env("C3AE_DOWNLOAD_DIR", repo_root() / "data" / "downloads")
+    return _from_env("C3AE_DOWNLOAD_DIR", course_home() / "data" / "downloads")
 
 
 def cache_dir() -> Path:
     """Folder that holds preprocessed face caches (`<cache_dir>/<name>/`)."""
-    return _from_env("C3AE_CACHE_DIR", repo_root() / "data" / "cache")
+    return _from_env("C3AE_CACHE_DIR", course_home() / "data" / "cache")
 
 
 def artifacts_dir() -> Path:
     """Folder for everything a run produces: metadata tables, models, metrics, notebooks."""
-    return _from_env("C3AE_ARTIFACTS_DIR", repo_root() / "artifacts")
+    return _from_env("C3AE_ARTIFACTS_DIR", course_home() / "artifacts")
 
 
 def figures_dir() -> Path:
     """Folder where `plotting.save_figure` writes generated figures."""
-    return _from_env("C3AE_FIGURES_DIR", repo_root() / "figures" / "generated")
+    return _from_env("C3AE_FIGURES_DIR", course_home() / "figures" / "generated")
 
 
 def mirror_dir() -> Path | None:

@@ -32,32 +32,46 @@ class DeviceReport:
     python: str
     tensorflow: str
     keras: str
-    gpus: tuple[str, ...]
+    gpus: tuple[str, ...]  # model names, e.g. "NVIDIA A100-SXM4-40GB"
     colab: bool
+
+    @property
+    def mixed_precision(self) -> bool:
+        """Whether `training.train` uses mixed precision by default here (on with a GPU)."""
+        return bool(self.gpus)
 
     def __str__(self) -> str:
         device = ", ".join(self.gpus) if self.gpus else "CPU only"
         return (
             f"Python {self.python} | TensorFlow {self.tensorflow} | Keras {self.keras} | "
-            f"device: {device} | Colab: {'yes' if self.colab else 'no'}"
+            f"device: {device} | mixed precision: {'on' if self.mixed_precision else 'off'} | "
+            f"Colab: {'yes' if self.colab else 'no'}"
         )
 
 
+def _gpu_names(tf) -> tuple[str, ...]:  # noqa: ANN001 (the tensorflow module)
+    """The model name of every visible GPU (its device name when TensorFlow cannot tell)."""
+    names = []
+    for device in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(device)
+        names.append(details.get("device_name", device.name))
+    return tuple(names)
+
+
 def report_device(verbose: bool = True) -> DeviceReport:
-    """Report versions and accelerators; on Colab without a GPU, say how to get one."""
+    """Report versions, accelerators and mixed precision; on Colab without a GPU, say how to get one."""
     import tensorflow as tf  # only here: the rest of the course also runs on Keras' JAX backend
 
-    gpus = tuple(device.name for device in tf.config.list_physical_devices("GPU"))
     report = DeviceReport(
         python=platform.python_version(),
         tensorflow=tf.__version__,
         keras=keras.__version__,
-        gpus=gpus,
+        gpus=_gpu_names(tf),
         colab=in_colab(),
     )
     if verbose:
         print(report)
-        if report.colab and not gpus:
+        if report.colab and not report.gpus:
             print("No GPU was detected. In Colab: Runtime > Change runtime type > GPU.")
     return report
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +64,37 @@ def test_every_exercise_has_a_worked_solution(path):
     module = f"ex{path.stem}"  # solutions/ex05_train_focal_vs_cross_entropy.py for notebook 05
     assert module in solutions.modules(), f"no solutions/{module}.py"
     assert list(solutions.exercises(module)) == list(range(1, _exercise_count(path) + 1)), module
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _repository_url() -> str:
+    """pyproject.toml's `[project.urls] Repository`: the one place the repository URL is written."""
+    return re.search(r'^Repository = "(https://github\.com/[^"]+)"', (REPO / "pyproject.toml").read_text(), re.M)[1]
+
+
+def _colab_badge(url: str, notebook: str) -> str:
+    return f"https://colab.research.google.com/github/{url.removeprefix('https://github.com/')}/blob/main/notebooks/{notebook}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_colab_badge_and_install_line_use_the_repository_url(path):
+    url = _repository_url()
+    cells = _cells(path)
+    markdown = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert _colab_badge(url, path.name) in markdown, f"{path.name}: the badge does not open this notebook"
+    setup = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    assert f'"c3ae-course @ git+{url}"], check=True)' in setup, f"{path.name}: the Colab install line"
+    assert "colab.setup()" in setup and "[dev]" not in setup
+
+
+def test_the_repository_url_is_written_only_where_it_is_checked():
+    url = _repository_url()
+    readme = (REPO / "README.md").read_text()
+    for path in NOTEBOOKS:
+        assert _colab_badge(url, path.name) in readme, f"README: no badge for {path.name}"
+    found = subprocess.run(["git", "grep", "-l", "-F", url.removeprefix("https://")], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    checked = {"pyproject.toml", "README.md", *(f"notebooks/{path.name}" for path in NOTEBOOKS)}
+    assert set(found) <= checked, set(found) - checked

@@ -47,3 +47,31 @@ def test_locations_follow_the_environment(tmp_path: Path, monkeypatch: pytest.Mo
     assert paths.runs_dir() == tmp_path / "a" / "runs"
     assert paths.metadata_path("fgnet") == tmp_path / "a" / "metadata" / "fgnet.parquet"
     assert paths.cache_dir() == tmp_path / "c"
+
+
+VARIABLES = ("C3AE_DATA_DIR", "C3AE_DOWNLOAD_DIR", "C3AE_CACHE_DIR", "C3AE_ARTIFACTS_DIR", "C3AE_FIGURES_DIR")
+
+
+def test_one_home_holds_every_folder_unless_a_folder_is_set(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for variable in VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("C3AE_HOME", str(tmp_path / "drive" / "c3ae-course"))
+    home = tmp_path / "drive" / "c3ae-course"
+    assert paths.course_home() == home
+    assert paths.raw_dir() == home / "data" / "raw" and paths.download_dir() == home / "data" / "downloads"
+    assert paths.cache_dir() == home / "data" / "cache" and paths.artifacts_dir() == home / "artifacts"
+    assert paths.figures_dir() == home / "figures" / "generated"
+    assert paths.metadata_path("fgnet").is_relative_to(home) and paths.runs_dir().is_relative_to(home)
+    monkeypatch.setenv("C3AE_CACHE_DIR", str(tmp_path / "fast-disk"))
+    assert paths.cache_dir() == tmp_path / "fast-disk"  # a folder's own variable still wins
+    monkeypatch.delenv("C3AE_HOME")
+    assert paths.artifacts_dir() == paths.repo_root() / "artifacts"
+
+
+def test_colab_setup_changes_nothing_outside_colab(monkeypatch: pytest.MonkeyPatch) -> None:
+    from c3ae_utils import colab
+
+    monkeypatch.delenv("C3AE_HOME", raising=False)
+    monkeypatch.delenv("COLAB_RELEASE_TAG", raising=False)
+    assert colab.setup() == paths.course_home() == paths.repo_root()
+    assert "C3AE_HOME" not in os.environ

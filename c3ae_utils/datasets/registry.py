@@ -10,13 +10,26 @@ and the HTTP user agent shared by the download and fetch modules.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
 MARKER = ".complete"  # written inside `raw_dir()/<name>/` once the folder is whole
 OFFLINE_VARIABLE = "C3AE_OFFLINE"  # "1": never touch the network (mirror or local files only)
 MIRROR_VARIABLE = "C3AE_DATA_MIRROR"
-USER_AGENT = "c3ae-course/0.1 (+https://github.com/c3ae-course/c3ae-course)"
+
+
+def repository_url() -> str:
+    """The course's repository (`[project.urls] Repository` in pyproject.toml), or "" when the
+    package's metadata is not installed."""
+    try:
+        urls = importlib.metadata.metadata("c3ae-course").get_all("Project-URL") or []
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+    return next((url.split(", ", 1)[1] for url in urls if url.startswith("Repository, ")), "")
+
+
+USER_AGENT = "c3ae-course/0.1" + (f" (+{repository_url()})" if repository_url() else "")
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from c3ae_utils import paths, runtime
 
-
 DRIVE_MOUNT = Path("/content/drive")  # where Colab mounts Google Drive
 HOME_ON_DRIVE = DRIVE_MOUNT / "MyDrive" / "c3ae-course"
 HOME_ON_RUNTIME = Path("/content/c3ae-course")  # lost when the runtime ends

@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run-all [SMALL_RUN=1]         run every notebook (SMALL_RUN=1: minutes, not hours; copies in artifacts/notebooks/)"
 	@echo "make test                          run the test suite"
-	@echo "make test-course                   the course as a learner meets it: notebooks 01 and 04 in JupyterLab in headless Chromium, every worked solution"
+	@echo "make test-course                   the course as a learner meets it: JupyterLab in headless Chromium, every worked solution, a simulated Colab"
 	@echo "make setup                         create .venv and install the package (editable, dev extras)"
 	@echo "make data DATASET=utkface|fgnet|wiki|imdb|reference|demo  fetch and extract one dataset"
 	@echo "make lab                           JupyterLab on the notebooks"
@@ -45,12 +45,13 @@ run-all: setup
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser --ignore=tests/solutions $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser --ignore=tests/solutions --ignore=tests/colab $(PYTEST_ARGS)
 
 # The slow learner's-eye checks, kept out of `make test`: JupyterLab driven in Debian's chromium
-# (apt-get install chromium) and every solution in solutions/, after the notebooks they build on.
+# (apt-get install chromium), every solution in solutions/ after the notebooks they build on, and
+# a simulated Colab runtime (a fresh virtual environment, the state on a stand-in Drive).
 test-course: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider tests/browser tests/solutions $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider tests/browser tests/solutions tests/colab $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check c3ae_utils tests bench

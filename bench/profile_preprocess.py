@@ -63,12 +63,18 @@ def profile_chunk(paths: list[str], detector: faces.Detector, folder: Path, tota
     return len(pairs)
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--dataset", default="utkface", choices=["utkface", "fgnet"])
     parser.add_argument("--chunk", type=int, default=64, help="images per chunk (the builder's default)")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    """Profile `--images` photos of `--dataset` and print the table."""
+    args = build_parser().parse_args()
     table = datasets.subsample(datasets.load_metadata(args.dataset), args.images, seed=0)
     paths = table["path"].astype(str).tolist()
     detector = faces.Detector()

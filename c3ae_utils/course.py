@@ -17,17 +17,13 @@ From a terminal, every notebook in order (executed copies go to `<artifacts>/not
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import logging
 import sys
 import time
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from c3ae_utils import cli, paths
 
@@ -118,7 +114,7 @@ def face_cache(dataset: str, small_run: bool):  # noqa: ANN201 (FaceCache, impor
     from c3ae_utils.faces import cache as face_cache_module
 
     name = cache_name(dataset, small_run)
-    if not face_cache_module.is_finished(face_cache_module.cache_path(name)):
+    if not face_cache_module.is_finished(name):
         raise MissingInput(f"The face cache {name!r} ({dataset})", "02", small_run)
     return face_cache_module.load_cache(name)
 
@@ -150,31 +146,15 @@ def trained_run(loss: str, small_run: bool, dataset: str = "utkface", **settings
 
 
 def record(notebook: str, **values: Any) -> Path:
-    """Save what a notebook measured to `<artifacts>/metrics/<notebook>.json` (the tests and README read it)."""
-    target = paths.ensure_dir(paths.artifacts_dir() / "metrics") / f"{notebook}.json"
-    return paths.write_text_atomic(target, json.dumps(values, indent=2, default=_plain, allow_nan=False))
-
-
-def _plain(value: Any) -> Any:
-    """JSON form of NumPy scalars and arrays, pandas objects and paths."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if dataclasses.is_dataclass(value):
-        return dataclasses.asdict(value)
-    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):  # e.g. a TensorShape
-        return list(value)
-    raise TypeError(f"Cannot record {type(value).__name__} as JSON.")
+    """Save what a notebook measured to `paths.metrics_path(notebook)` (the tests and README read
+    it); NaN is refused (ValueError)."""
+    paths.ensure_dir(paths.metrics_path(notebook).parent)
+    return paths.write_json(paths.metrics_path(notebook), values, allow_nan=False)
 
 
 def recorded(notebook: str) -> dict[str, Any]:
     """What `record(notebook, ...)` saved."""
-    return json.loads((paths.artifacts_dir() / "metrics" / f"{notebook}.json").read_text())
+    return json.loads(paths.metrics_path(notebook).read_text())
 
 
 # --------------------------------------------------------------------------------------

@@ -569,7 +569,7 @@ def results_markdown(aggregated: pd.DataFrame, extra: dict[str, Any] | None = No
 
 def fgnet_rows_from_notebook(metrics_path: Path | None = None) -> list[dict[str, Any]]:
     """FG-NET cross-dataset and leave-one-subject-out rows from notebook 06's metrics file."""
-    path = metrics_path or paths.artifacts_dir() / "metrics" / "error_analysis.json"
+    path = metrics_path or paths.metrics_path("error_analysis")
     data = read_json(path)
     if not data:
         return []

@@ -18,11 +18,13 @@ runtime), otherwise the repository root:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 
 def repo_root() -> Path:
@@ -113,11 +115,44 @@ def write_text_atomic(target: Path, text: str) -> Path:
     return atomic_write(target, lambda temporary: temporary.write_text(text, encoding="utf-8"))
 
 
-def settings_tag(changed: Mapping[str, object]) -> str:
-    """A short stable tag (6 hex digits) of some settings, for names keyed by settings.
+def settings_tag(settings: Any, ignore: Iterable[str] = ()) -> str:
+    """A short stable tag (6 hex digits) of the fields of dataclass `settings` that differ from
+    its class's defaults (fields in `ignore` left out), or "" when none differs.
 
     Runs and caches built with non-default settings get this tag in their names, so that
     changing a setting never reuses (or collides with) what other settings produced.
     """
+    defaults = dataclasses.asdict(type(settings)())
+    changed = {key: value for key, value in dataclasses.asdict(settings).items()
+               if key not in ignore and value != defaults[key]}
+    if not changed:
+        return ""
     text = json.dumps(dict(sorted(changed.items())), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:6]
+
+
+def metrics_path(name: str) -> Path:
+    """Where a notebook records what it measured (`course.record(name, ...)`): JSON."""
+    return artifacts_dir() / "metrics" / f"{name}.json"
+
+
+def write_json(target: Path, values: Mapping[str, Any], allow_nan: bool = True) -> Path:
+    """`atomic_write` of `values` as indented JSON; NumPy values, paths, tables and dataclasses
+    are written in their plain JSON form (`_json_value`). `allow_nan=False`: ValueError on NaN."""
+    text = json.dumps(values, indent=2, default=_json_value, allow_nan=allow_nan) + "\n"
+    return write_text_atomic(target, text)
+
+
+def _json_value(value: Any) -> Any:
+    """The plain JSON form of a value `json` cannot write itself."""
+    if hasattr(value, "to_dict"):  # pandas tables and series: {index: value}
+        return value.to_dict()
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if dataclasses.is_dataclass(value):
+        return dataclasses.asdict(value)
+    if isinstance(value, Iterable) and not isinstance(value, (str, bytes)):  # e.g. a TensorShape
+        return list(value)
+    raise TypeError(f"Cannot write {type(value).__name__} as JSON.")

@@ -177,11 +177,9 @@ def default_run_name(config: TrainConfig) -> str:
     setting that differs from `TrainConfig()` (e.g. `utkface-focal-400-3fa9c1`), so that
     runs with different settings never share (or collide in) one folder.
     """
-    defaults = TrainConfig().to_dict()
-    changed = {key: value for key, value in config.to_dict().items()
-               if key not in _UNNAMED_SETTINGS and value != defaults[key]}
     name = f"{config.dataset}-{config.loss}" + (f"-{config.max_images}" if config.max_images else "")
-    return f"{name}-{paths.settings_tag(changed)}" if changed else name
+    tag = paths.settings_tag(config, ignore=_UNNAMED_SETTINGS)
+    return f"{name}-{tag}" if tag else name
 
 
 @dataclass
@@ -285,15 +283,7 @@ def _read_history(path: Path, fix: str) -> pd.DataFrame:
 
 def _write_json(path: Path, values: dict[str, Any]) -> None:
     """Write JSON atomically (a crash never leaves half a file)."""
-    paths.write_text_atomic(path, json.dumps(values, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"Cannot write {type(value).__name__} to JSON.")
+    paths.write_json(path, values)
 
 
 def _save_model(model: keras.Model, path: Path) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
-import dataclasses
 import hashlib
 import json
 import logging
@@ -126,16 +125,8 @@ def cache_name(dataset: str, max_images: int | None = None, settings: Settings |
     if not dataset or "/" in dataset:
         raise ValueError(f"Invalid dataset name {dataset!r}.")
     name = dataset if max_images is None else f"{dataset}-n{int(max_images)}"
-    changed = _changed_settings(settings)
-    return f"{name}-s{paths.settings_tag(changed)}" if changed else name
-
-
-def _changed_settings(settings: Settings | None) -> dict[str, object]:
-    """The preprocessing settings that differ from `Settings()`."""
-    if settings is None:
-        return {}
-    defaults = dataclasses.asdict(Settings())
-    return {key: value for key, value in dataclasses.asdict(settings).items() if value != defaults[key]}
+    tag = paths.settings_tag(settings) if settings is not None else ""
+    return f"{name}-s{tag}" if tag else name
 
 
 def cache_path(name_or_path: str | Path) -> Path:

@@ -11,7 +11,6 @@ raises ValueError: MTCNN cannot look at it, and an empty list would claim it has
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -95,7 +94,6 @@ def _face_from_row(row: np.ndarray) -> Face:
 
 def _build_mtcnn() -> Any:
     """A new `mtcnn.MTCNN` (loads TensorFlow and the networks' weights)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # Lazy: mtcnn imports TensorFlow (seconds, hundreds of MB); `import c3ae_utils.faces`
     # stays light until a detector is first used.
     from mtcnn import MTCNN

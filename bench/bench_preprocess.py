@@ -1,13 +1,17 @@
 """Images per second of the face cache builder vs a faithful baseline of the reference's loop.
 
-    python bench/bench_preprocess.py [--images 1000] [--baseline-images 300] [--workers K]
+    python bench/bench_preprocess.py [--images 1000] [--baseline-images 300] [--workers 1 2]
+        [--single-photos 100]
 
 Baseline (the reference's approach): one process, one image at a time: decode, MTCNN detect,
 align the first face (0.4 padding), MTCNN detect again on the aligned chip, cut the three
-crops. Builder: `faces.build_cache` (all cores, batched detection, chunked atomic writes),
-timed end to end including its worker start-up. Both run on the same UTKFace subsample (the
-baseline on its first `--baseline-images` rows); the script prints images/s, their ratio and
-the detection yield of both on the shared images.
+crops. Builder: `faces.build_cache` (batched detection, chunked atomic writes) once per
+`--workers` count: 1 runs in this process, more on a local Dask cluster of that many worker
+processes, timed end to end including the cluster's start-up. All run on the same UTKFace
+subsample (the baseline on its first `--baseline-images` rows); the script prints images/s,
+the ratios and the detection yield on the shared images. Last, the per-photo path of `c3ae
+predict`: read one photo, find and crop its faces, predict their ages, one photo at a time
+(warm, default weights), in milliseconds per photo.
 """
 
 from __future__ import annotations
@@ -70,12 +74,26 @@ def builder(table, workers: int | None) -> tuple[float, set[str]]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def single_photo_ms(image_paths: list[str]) -> float:
+    """Milliseconds per photo of `c3ae predict`'s path (read, detect, crop, predict), warm."""
+    from c3ae_utils import inference
+
+    estimator = inference.AgeEstimator.from_weights()
+    estimator.predict_image(faces.read_image(image_paths[0]))  # builds the detector and the model
+    started = time.perf_counter()
+    for path in image_paths:
+        estimator.predict_image(faces.read_image(path))
+    return 1000 * (time.perf_counter() - started) / len(image_paths)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=1000, help="images for the cache builder")
     parser.add_argument("--baseline-images", type=int, default=300, help="images for the baseline loop")
-    parser.add_argument("--workers", type=int, default=None, help="builder processes (default: every core)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
+                        help="builder worker counts to time (1: this process; more: a local Dask cluster)")
+    parser.add_argument("--single-photos", type=int, default=100, help="photos for the per-photo timing (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     return parser
 
@@ -89,16 +107,21 @@ def main() -> None:
 
     base_seconds, base_found = reference_loop(shared)
     base_rate = len(shared) / base_seconds
-    build_seconds, detected = builder(table, args.workers)
-    build_rate = len(table) / build_seconds
-    base_yield = np.mean([base_found[p] for p in shared])
-    build_yield = np.mean([p in detected for p in shared])
     print(f"baseline (reference loop, 1 process): {len(shared)} images in {base_seconds:.1f} s = "
-          f"{base_rate:.1f} images/s; face found on {base_yield:.2%}")
-    print(f"cache builder ({args.workers or faces.default_workers()} workers, incl. start-up): "
-          f"{len(table)} images in {build_seconds:.1f} s = {build_rate:.1f} images/s; face found on "
-          f"{build_yield:.2%} of the baseline's images ({len(detected) / len(table):.2%} of all)")
-    print(f"speed-up: {build_rate / base_rate:.2f}x; load average at end {os.getloadavg()[0]:.1f}")
+          f"{base_rate:.1f} images/s; face found on {np.mean([base_found[p] for p in shared]):.2%}")
+    for workers in args.workers:
+        build_seconds, detected = builder(table, workers)
+        build_rate = len(table) / build_seconds
+        where = "this process" if workers == 1 else f"local Dask cluster of {workers} workers"
+        print(f"cache builder ({where}, incl. start-up): {len(table)} images in {build_seconds:.1f} s = "
+              f"{build_rate:.1f} images/s ({build_rate / base_rate:.2f}x the baseline); face found on "
+              f"{np.mean([p in detected for p in shared]):.2%} of the baseline's images "
+              f"({len(detected) / len(table):.2%} of all)")
+    if args.single_photos:
+        milliseconds = single_photo_ms(table["path"].tolist()[: args.single_photos])
+        print(f"c3ae predict path, one photo at a time (warm): {milliseconds:.0f} ms per photo "
+              f"over {args.single_photos} photos")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

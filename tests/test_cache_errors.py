@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import runpy
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from c3ae_utils import cli, datasets
+from c3ae_utils import cli, datasets, faces
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGES = 40
@@ -92,9 +93,7 @@ def _one_error_line(capsys: pytest.CaptureFixture, prog: str = "c3ae cache") -> 
         (["--dataset", "utkface", "--chunk-size", "0"], ["--chunk-size 0", "default is 64"]),
         (["--dataset", "utkface", "--workers", "-2"], ["--workers -2", "every core"]),
         (["--dataset", "utkface", "--seed", "-1"], ["--seed -1", "non-negative"]),
-        (["--dataset", "utkface", "--shard", "3/2"], ["--shard 3/2", "0 to 1 for 2 shards"]),
-        (["--dataset", "utkface", "--shard", "0/0"], ["--shard 0/0", "at least 1"]),
-        (["--dataset", "utkface", "--shard", "last"], ["--shard last", "i/n"]),
+        (["--dataset", "utkface", "--scheduler", "localhost:8786"], ["--scheduler localhost:8786", "tcp://HOST:8786"]),
     ],
 )
 def test_bad_arguments_get_one_line_naming_the_option(
@@ -112,11 +111,11 @@ def test_the_module_entry_points_keep_the_contract(
 ) -> None:
     """`python -m c3ae_utils.faces` and `python -m c3ae_utils.datasets` go through `cli.run`."""
     monkeypatch.setattr(sys, "argv", ["c3ae_utils.faces", "build-cache", "--dataset", "utkface",
-                                      "--shard", "3/2"])
+                                      "--workers", "0"])
     with pytest.raises(SystemExit) as exited:
         runpy.run_module("c3ae_utils.faces", run_name="__main__", alter_sys=True)
     assert exited.value.code == 1
-    assert "--shard 3/2" in _one_error_line(capsys)
+    assert "--workers 0" in _one_error_line(capsys)
     monkeypatch.setenv("C3AE_DATA_MIRROR", str(workspace / "no-mirror"))
     monkeypatch.setenv("C3AE_DATA_DIR", str(workspace / "raw"))
     monkeypatch.setenv("C3AE_OFFLINE", "1")
@@ -125,6 +124,18 @@ def test_the_module_entry_points_keep_the_contract(
         runpy.run_module("c3ae_utils.datasets", run_name="__main__", alter_sys=True)
     assert exited.value.code == 1
     assert "C3AE_DATA_MIRROR" in _one_error_line(capsys, prog="c3ae data")
+
+
+def test_an_unreachable_scheduler_gets_one_line_saying_how_to_start_one(
+    workspace: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(faces.cluster, "CONNECT_TIMEOUT_S", 2.0)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+    assert cli.main(["cache", "build-cache", "--dataset", "utkface", "--scheduler", address]) == 1
+    line = _one_error_line(capsys)
+    assert f"cannot reach the Dask scheduler at {address}" in line and "dask worker" in line, line
 
 
 def test_changed_settings_on_an_existing_cache_name_the_cache_and_the_fix(

@@ -1,19 +1,27 @@
-"""faces.build_cache: all cores, bad input logged, resumable after a crash, shards, loud failures.
+"""faces.build_cache: on a Dask cluster, bad input logged, resumable, identical on any cluster.
 
-Sample: 18 real UTKFace images plus 10 generated problem files (28 rows, chunks of 6).
+Sample: 18 real UTKFace images, 3 real FG-NET photos and 10 generated problem files (31 rows,
+chunks of 6). The reference build runs in this process; the others run on Dask clusters (a
+local one the builder starts, and an existing one reached by its address) and must give the
+same bytes, also when interrupted and resumed, and when a worker is killed mid-chunk.
 Interruptions come from the caller's side, the way a user makes them: a progress callback
-that raises (like Ctrl-C) and a worker initializer that fails; the package has no test hooks.
+that raises (like Ctrl-C), a worker initializer that fails, a SIGKILLed worker process; the
+package has no test hooks.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from distributed import Client
 from PIL import Image
 
 from c3ae_utils import datasets, faces, shapes
@@ -67,7 +75,9 @@ def _write_problem_files(folder: Path, sources: list[str]) -> dict[str, str]:
 def inputs(mirror, tmp_path_factory) -> tuple[pd.DataFrame, dict[str, str]]:
     utk = datasets.load_metadata("utkface")
     utk["split"] = datasets.split(utk, seed=0)
-    real = datasets.subsample(utk, 18, seed=4)
+    fgnet = datasets.load_metadata("fgnet")
+    fgnet["split"] = "test"
+    real = pd.concat([datasets.subsample(utk, 18, seed=4), datasets.subsample(fgnet, 3, seed=1)], ignore_index=True)
     problems = _write_problem_files(tmp_path_factory.mktemp("problems"), real["path"].tolist())
     extra = pd.DataFrame({"path": list(problems.values()), "age": 30, "dataset": "generated", "split": "test"})
     # Interleave the problem files with the real images (the very first row is one of them).
@@ -78,18 +88,25 @@ def inputs(mirror, tmp_path_factory) -> tuple[pd.DataFrame, dict[str, str]]:
 
 @pytest.fixture(scope="module")
 def reference_cache(inputs, tmp_path_factory) -> Path:
-    """The uninterrupted build, in this process (one worker); the resumed build below runs on
-    a pool of two, so their byte-identical files also show that both paths agree."""
+    """The uninterrupted build, in this process (one worker, no Dask)."""
     table, _ = inputs
     return faces.build_cache(table, tmp_path_factory.mktemp("caches") / "reference", workers=1,
                              chunk_size=CHUNK, progress=False)
 
 
-def _digests(folder: Path, skip: str = "shards") -> dict[str, str]:
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    """An existing Dask cluster of two worker processes, as a user would start one, reached
+    through its scheduler's address."""
+    with faces.cluster.local_cluster(2) as cluster, Client(cluster.scheduler_address) as connected:
+        yield connected
+
+
+def _digests(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and not str(path.relative_to(folder)).startswith(skip)
+        if path.is_file()
     }
 
 
@@ -121,17 +138,26 @@ def test_cache_holds_crops_table_and_failures(reference_cache, inputs):
     assert yields.loc["test", "images"] == len(table) and yields.loc["test", "faces cached"] == len(cache)
 
 
-def test_interrupted_build_resumes_to_an_identical_cache(reference_cache, inputs, tmp_path):
+def test_a_local_cluster_of_two_builds_the_same_bytes(reference_cache, inputs, tmp_path):
+    table, _ = inputs
+    reported: list[int] = []
+    folder = faces.build_cache(table, tmp_path / "local", workers=2, chunk_size=CHUNK, progress=False,
+                               on_chunk_done=reported.append)
+    assert sorted(reported) == list(range(-(-len(table) // CHUNK)))  # every chunk once
+    assert _digests(folder) == _digests(reference_cache)
+
+
+def test_an_interrupted_build_resumes_on_the_cluster_to_the_same_bytes(reference_cache, inputs, tmp_path, client):
     table, _ = inputs
     folder = tmp_path / "resumed"
 
     def stop_after_first_chunk(index: int) -> None:
         raise Interrupted(f"stopped after chunk {index}")
 
-    # One worker: the chunks already handed to it finish, the queued rest is dropped.
     with pytest.raises(Interrupted):
-        faces.build_cache(table, folder, workers=1, chunk_size=CHUNK, progress=False,
+        faces.build_cache(table, folder, chunk_size=CHUNK, progress=False, scheduler=client.scheduler.address,
                           on_chunk_done=stop_after_first_chunk)
+    client.cancel(list(client.futures.values()))  # nothing of that build is still queued
     assert not (folder / "manifest.parquet").exists()
     num_chunks = -(-len(table) // CHUNK)
     missing = [i for i in range(num_chunks) if not (folder / "chunks" / f"chunk-{i:05d}.parquet").exists()]
@@ -141,40 +167,40 @@ def test_interrupted_build_resumes_to_an_identical_cache(reference_cache, inputs
     (folder / "chunks" / f"chunk-{missing[0]:05d}.tmp-99999.npy").write_bytes(b"partial")
     (folder / "chunks" / f"chunk-{missing[0]:05d}.npy.tmp-99998").write_bytes(b"partial")
     redone: list[int] = []
-    faces.build_cache(table, folder, workers=2, chunk_size=CHUNK, progress=False, on_chunk_done=redone.append)
-    assert sorted(redone) == missing  # finished chunks are kept, not processed again
+    faces.build_cache(table, folder, chunk_size=CHUNK, progress=False, scheduler=client, on_chunk_done=redone.append)
+    assert set(redone) <= set(missing) and set(redone) | set(range(num_chunks)) - set(missing) == set(range(num_chunks))
     assert _digests(folder) == _digests(reference_cache)
     assert not list(folder.rglob("*tmp-*"))
 
 
-def test_shards_merge_into_an_identical_cache(reference_cache, inputs, tmp_path):
+def test_a_worker_killed_mid_chunk_costs_that_chunk_only(reference_cache, inputs, tmp_path, client):
     table, _ = inputs
-    folder = tmp_path / "sharded"
-    faces.build_cache(table, folder, shard="1/2", workers=1, chunk_size=CHUNK, progress=False)
-    assert not (folder / "manifest.parquet").exists()  # shard 0 still missing
-    with pytest.raises(FileNotFoundError, match="missing"):
-        faces.finalize_cache(folder)
-    faces.build_cache(table, folder, shard=(0, 2), workers=1, chunk_size=CHUNK, progress=False)
-    assert (folder / "shards" / "shard-0-of-2.parquet").exists()
+    killed: list[tuple[int, tuple]] = []
+
+    def kill_a_busy_worker(index: int) -> None:
+        """After the first finished chunk: SIGKILL a worker that holds a chunk."""
+        busy = [worker for worker, keys in client.processing().items() if keys]
+        if killed or not busy:
+            return
+        pid = client.run(os.getpid, workers=[busy[0]])[busy[0]]
+        killed.append((pid, tuple(client.processing()[busy[0]])))
+        os.kill(pid, signal.SIGKILL)
+
+    reported: list[int] = []
+    folder = faces.build_cache(table, tmp_path / "killed", chunk_size=CHUNK, progress=False, scheduler=client,
+                               on_chunk_done=lambda index: (reported.append(index), kill_a_busy_worker(index)))
+    assert killed and killed[0][1], "a worker was killed while it held a chunk"
+    assert sorted(reported) == list(range(-(-len(table) // CHUNK)))  # the lost chunk ran again, once
     assert _digests(folder) == _digests(reference_cache)
 
 
-def test_worker_setup_failure_stops_the_build(inputs, tmp_path, capfd):
+def test_worker_setup_failure_stops_the_build(inputs, tmp_path):
     table, _ = inputs
     folder = tmp_path / "broken"
-    with pytest.raises(RuntimeError, match="worker failed"):
+    with pytest.raises(faces.cluster.WorkerFailed, match=SETUP_FAILURE):
         faces.build_cache(table.head(4), folder, workers=2, chunk_size=2, progress=False,
                           worker_initializer=_fail_worker_setup)
-    # The worker's own traceback names the cause (not, say, an import error in the worker).
-    assert SETUP_FAILURE in capfd.readouterr().err
-    assert not list((folder / "chunks").iterdir())
-
-
-def test_worker_initializer_must_reach_the_workers(inputs, tmp_path):
-    table, _ = inputs
-    with pytest.raises(ValueError, match="module-level function"):
-        faces.build_cache(table.head(4), tmp_path / "lambda", worker_initializer=lambda: None)
-    assert not (tmp_path / "lambda").exists()
+    assert not list((folder / "chunks").glob("*.parquet"))
 
 
 def test_a_cache_refuses_a_different_table(reference_cache, inputs):

@@ -1,4 +1,4 @@
-"""`python -m c3ae_utils.faces build-cache|finalize ...`: the face-cache command line, under
+"""`python -m c3ae_utils.faces build-cache ...`: the face-cache command line, under
 the package's error contract (`cli.run`: one line on stderr for expected errors)."""
 
 from __future__ import annotations

@@ -1,11 +1,12 @@
 """The face cache: a whole metadata table preprocessed once, on every core, into crops on disk.
 
 `build_cache(table, cache_name)` runs `processing.process_images` (training policy by
-default) over the table's `path` column in chunks, in worker processes, and
-`load_cache(cache_name)` gives the result back as a `FaceCache`. From a terminal:
+default) over the table's `path` column in chunks, on a Dask cluster (`faces.cluster`: a
+local one of worker processes, or an existing one), and `load_cache(cache_name)` gives the
+result back as a `FaceCache`. From a terminal:
 
     python -m c3ae_utils.faces build-cache --dataset utkface [--max-images N]
-        [--shard i/n] [--workers K]          (also `c3ae cache build-cache ...`)
+        [--workers K | --scheduler tcp://HOST:8786]      (also `c3ae cache build-cache ...`)
 
 Layout (`paths.cache_dir() / cache_name /`):
 
@@ -15,7 +16,6 @@ Layout (`paths.cache_dir() / cache_name /`):
 | `table.parquet` | the input metadata table, in processing order |
 | `chunks/chunk-NNNNN.npy` | uint8 `[k, 3, 64, 64, 3]`: the crops of the chunk's k usable faces |
 | `chunks/chunk-NNNNN.parquet` | one row per input image of the chunk: metadata, status, reason, pose |
-| `shards/shard-i-of-n.parquet` | the rows of one shard's chunks (written when a shard finishes) |
 | `manifest.parquet` | every usable face, row-aligned with the concatenated crops |
 | `failures.csv` | path, reason, detail for every image that gave no usable face |
 
@@ -29,29 +29,28 @@ what was kept; workers also end when the process that started them dies.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
-import pickle
-import signal
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import pandas as pd
+from distributed import Client
 from tqdm.auto import tqdm
 
 from c3ae_utils import cli, datasets, paths
+from c3ae_utils.faces.cluster import connect, run_on_cluster
 from c3ae_utils.faces.detection import Detector
 from c3ae_utils.faces.images import REASON_TOO_SMALL_IMAGE, REASON_UNREADABLE
 from c3ae_utils.faces.processing import (
@@ -68,7 +67,7 @@ from c3ae_utils.shapes import CHANNELS, CROP_SIZE, NUM_SCALES
 logger = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
-MANIFEST = "manifest.parquet"  # written last by `finalize_cache`: a cache with it is finished
+MANIFEST = "manifest.parquet"  # written last by `_finalize`: a cache with it is finished
 CHUNK_SIZE = 64  # images per chunk file
 RESULT_COLUMNS = (
     "row",
@@ -245,7 +244,6 @@ def _read_existing_config(config_file: Path) -> dict:
 def _prepare_cache_folder(folder: Path, table: pd.DataFrame, config: dict) -> None:
     """Create the folder, or check that an existing one was started with the same input."""
     paths.ensure_dir(folder / "chunks")
-    paths.ensure_dir(folder / "shards")
     config_file = folder / "config.json"
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     if config_file.exists():
@@ -318,7 +316,9 @@ def _result_rows(
 
 @dataclass(frozen=True)
 class _ChunkJob:
-    """One chunk for a worker: its index, first row, image paths and metadata rows."""
+    """One chunk for a worker: its index, first row, image paths and metadata rows, and how
+    the worker builds its detector (`one_thread`: cap OpenCV and TensorFlow to one thread,
+    for workers that are processes of their own)."""
 
     index: int
     start: int
@@ -326,64 +326,51 @@ class _ChunkJob:
     metadata: pd.DataFrame
     settings: Settings
     folder: str
+    detector_options: dict
+    worker_initializer: Callable[[], None] | None = None
+    one_thread: bool = True
 
 
-# Worker state: one Detector per process, built by the pool's initializer.
-_WORKER_DETECTOR: Detector | None = None
+# One Detector per worker thread, built by the thread's first chunk (a Dask worker may run
+# several threads; MTCNN's networks are built once per thread, not once per chunk).
+_THREAD_STATE = threading.local()
 
 
 def _use_one_thread_per_library() -> None:
-    """Keep OpenCV and TensorFlow to one thread each: the pool already uses every core."""
+    """Keep OpenCV and TensorFlow to one thread each: the cluster already uses every core."""
     os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
     cv2.setNumThreads(1)
     # Lazy: TensorFlow is heavy; only worker processes need it here, to cap its thread
     # pools before mtcnn builds its networks.
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(1)
-    tf.config.threading.set_inter_op_parallelism_threads(1)
+    with contextlib.suppress(RuntimeError):  # already initialised (a worker that ran TF before)
+        tf.config.threading.set_intra_op_parallelism_threads(1)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
 
 
-def _exit_with_parent() -> None:
-    """End this worker process as soon as the process that started it is gone.
-
-    A parent killed with SIGKILL cannot stop its pool, and an orphaned worker would otherwise
-    finish its chunk, then wait forever on the task queue holding its memory. A daemon thread
-    waits on the parent's sentinel (a pipe only the parent holds open; `parent_process().join`).
-    """
-    parent = multiprocessing.parent_process()
-    if parent is None:  # not started by multiprocessing: nothing to watch
-        return
-
-    def watch() -> None:
-        parent.join()
-        os._exit(1)  # no clean-up: a chunk being written leaves only a temporary file
-
-    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
-
-
-def _init_worker(detector_options: dict, worker_initializer: Callable[[], None] | None) -> None:
-    """Set up a pool worker: one thread per library, a built and warmed-up detector, then
-    the caller's `worker_initializer`.
-
-    Any exception here breaks the pool, and `build_cache` stops with an error (a
-    `multiprocessing.Pool` would instead restart failing workers silently, forever).
-    """
-    global _WORKER_DETECTOR
-    _exit_with_parent()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle (`_run_jobs`)
-    _use_one_thread_per_library()
-    detector = Detector(**detector_options)
-    detector.detect(np.zeros((64, 64, 3), dtype=np.uint8))  # builds and warms up the networks
-    _WORKER_DETECTOR = detector
-    if worker_initializer is not None:
-        worker_initializer()
+def _chunk_detector(job: _ChunkJob) -> Detector:
+    """This thread's detector for `job`'s options, built, warmed up and followed by the job's
+    `worker_initializer` the first time (an exception there fails the chunk, and the build)."""
+    key = json.dumps(job.detector_options, sort_keys=True, default=str)
+    detectors = getattr(_THREAD_STATE, "detectors", None)
+    if detectors is None:
+        detectors = _THREAD_STATE.detectors = {}
+    if key not in detectors:
+        if job.one_thread:
+            _use_one_thread_per_library()
+        detector = Detector(**job.detector_options)
+        detector.detect(np.zeros((64, 64, 3), dtype=np.uint8))  # builds and warms up the networks
+        if job.worker_initializer is not None:
+            job.worker_initializer()
+        detectors[key] = detector
+    return detectors[key]
 
 
 def _process_chunk(job: _ChunkJob) -> tuple[int, int, int]:
-    """Process one chunk in a worker and write its files; returns (chunk, images, faces)."""
+    """Process one chunk on a worker and write its files; returns (chunk, images, faces)."""
     rows = list(range(job.start, job.start + len(job.image_paths)))
-    results = process_images(job.image_paths, detector=_WORKER_DETECTOR, settings=job.settings)
+    results = process_images(job.image_paths, detector=_chunk_detector(job), settings=job.settings)
     frame, crops = _result_rows(results, rows, job.settings.crop_size)
     metadata = job.metadata.reset_index(drop=True)
     frame = metadata.iloc[frame["row"].to_numpy() - job.start].reset_index(drop=True).join(frame)
@@ -393,84 +380,15 @@ def _process_chunk(job: _ChunkJob) -> tuple[int, int, int]:
     return job.index, len(rows), len(crops)
 
 
-def _run_in_this_process(
-    jobs: list[_ChunkJob],
-    initargs: tuple[dict, Callable[[], None] | None],
-    on_result: Callable[[int, int], None],
-) -> None:
-    """One worker: run the chunks here, one after another (no process to start, and the
-    detector keeps the threads this process already has)."""
-    global _WORKER_DETECTOR
-    detector_options, worker_initializer = initargs
-    previous, _WORKER_DETECTOR = _WORKER_DETECTOR, Detector(**detector_options)
-    try:
-        if worker_initializer is not None:
-            worker_initializer()
+def _run_jobs(jobs: list[_ChunkJob], client: Client | None, on_result: Callable[[int, int], None]) -> None:
+    """Run chunk jobs on the cluster of `client`, or one after another in this process when
+    it is None; `on_result(chunk, images)` here after each finished chunk."""
+    if client is None:
         for job in jobs:
-            index, images, _ = _process_chunk(job)
+            index, images, _ = _process_chunk(dataclasses.replace(job, one_thread=False))
             on_result(index, images)
-    finally:
-        _WORKER_DETECTOR = previous
-
-
-@contextlib.contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Block SIGINT in this thread meanwhile; a Ctrl-C pressed meanwhile arrives at the end.
-
-    Processes started meanwhile inherit the blocked signal, so a terminal's Ctrl-C (sent to
-    every process of the foreground group) reaches only the parent, which stops them.
-    """
-    if not hasattr(signal, "pthread_sigmask"):  # Windows: `_init_worker` ignores SIGINT instead
-        yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-
-
-def _terminate_workers(executor: concurrent.futures.ProcessPoolExecutor) -> None:
-    """Stop the pool's running chunks now (their files are written atomically, so at most a
-    temporary file is left, which a re-run removes); queued chunks are cancelled by shutdown."""
-    # `_processes` is private but present in every supported Python (3.14 adds terminate_workers).
-    for process in list((getattr(executor, "_processes", None) or {}).values()):
-        process.terminate()
-
-
-def _run_jobs(
-    jobs: list[_ChunkJob],
-    workers: int,
-    initargs: tuple[dict, Callable[[], None] | None],
-    on_result: Callable[[int, int], None],
-) -> None:
-    """Run chunk jobs on a spawn-context process pool (in this process for one worker);
-    `on_result(chunk, images)` in the parent after each finished chunk. Fails loudly when a
-    worker cannot start or dies; on Ctrl-C (or an error of `on_result`) queued chunks are
-    dropped and running ones stopped at once."""
-    if workers == 1:
-        _run_in_this_process(jobs, initargs, on_result)
-        return
-    context = multiprocessing.get_context("spawn")
-    executor = concurrent.futures.ProcessPoolExecutor(
-        max_workers=workers, mp_context=context, initializer=_init_worker, initargs=initargs
-    )
-    try:
-        with _sigint_deferred():  # submit starts the workers: they inherit the blocked SIGINT
-            futures = [executor.submit(_process_chunk, job) for job in jobs]
-        for future in concurrent.futures.as_completed(futures):
-            index, images, _ = future.result()
-            on_result(index, images)
-    except BrokenProcessPool as error:
-        raise RuntimeError(
-            "A preprocessing worker failed while starting or died (see its traceback above). "
-            "Fix the cause and run again: finished chunks are kept."
-        ) from error
-    except BaseException:
-        _terminate_workers(executor)
-        raise
-    finally:
-        executor.shutdown(wait=True, cancel_futures=True)
+    run_on_cluster(client, _process_chunk, jobs, lambda done: on_result(done[0], done[1]), name="c3ae-chunk")
 
 
 # --------------------------------------------------------------------------------------
@@ -478,110 +396,81 @@ def _run_jobs(
 # --------------------------------------------------------------------------------------
 
 
-def _parse_shard(shard: tuple[int, int] | str | None) -> tuple[int, int]:
-    """(index, count) of a shard given as None (the whole table), (i, n) or "i/n".
-
-    Errors start with "shard <value>:", which the command line turns into "--shard <value>:".
-    """
-    if shard is None:
-        return 0, 1
-    if isinstance(shard, str):
-        try:
-            index, count = (int(part) for part in shard.split("/"))
-        except ValueError:
-            raise ValueError(f"shard {shard}: give i/n, shard i of n (e.g. 0/4).") from None
-    else:
-        index, count = shard
-    if count < 1:
-        raise ValueError(f"shard {index}/{count}: the number of shards n must be at least 1.")
-    if not 0 <= index < count:
-        raise ValueError(f"shard {index}/{count}: the index i must be 0 to {count - 1} for {count} shards.")
-    return index, count
-
-
-def _check_build_input(table: pd.DataFrame, chunk_size: int) -> None:
+def _check_build_input(table: pd.DataFrame, chunk_size: int, workers: int | None) -> None:
     if "path" not in table:
         raise ValueError("The table needs a 'path' column; build it with datasets.load_metadata.")
     if table.empty:
         raise ValueError("Cannot build a cache from an empty table.")
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be positive, got {chunk_size}.")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be positive (or None for every core), got {workers}.")
 
 
-def _check_picklable(worker_initializer: Callable[[], None] | None) -> None:
-    try:
-        pickle.dumps(worker_initializer)
-    except (pickle.PicklingError, AttributeError, TypeError) as error:
-        raise ValueError(
-            "worker_initializer must be a module-level function (it is sent to spawned worker "
-            f"processes); got {worker_initializer!r}."
-        ) from error
-
-
-def _chunk_job(table: pd.DataFrame, index: int, chunk_size: int, settings: Settings, folder: Path) -> _ChunkJob:
-    """The job of chunk `index`: rows [index * chunk_size, (index + 1) * chunk_size) of `table`."""
+def _chunk_job(table: pd.DataFrame, index: int, chunk_size: int, folder: Path, **worker: Any) -> _ChunkJob:
+    """The job of chunk `index`: rows [index * chunk_size, (index + 1) * chunk_size) of `table`;
+    `worker`: the settings, detector options and initializer every chunk carries."""
     start = index * chunk_size
     rows = table.iloc[start : min(start + chunk_size, len(table))]
-    return _ChunkJob(index, start, rows["path"].astype(str).tolist(), rows, settings, str(folder))
+    return _ChunkJob(index, start, rows["path"].astype(str).tolist(), rows, folder=str(folder), **worker)
 
 
 def build_cache(
     table: pd.DataFrame,
     cache_name: str | Path,
-    shard: tuple[int, int] | str | None = None,
     workers: int | None = None,
     chunk_size: int = CHUNK_SIZE,
     settings: Settings | None = None,
     detector_options: dict | None = None,
     progress: bool = True,
     *,
+    scheduler: str | Client | None = None,
     on_chunk_done: Callable[[int], None] | None = None,
     worker_initializer: Callable[[], None] | None = None,
 ) -> Path:
     """Preprocess every image of a metadata table into `paths.cache_dir() / cache_name`.
 
     `table` needs a `path` column; its other columns are kept, row-aligned with the crops.
-    Images are processed in chunks of `chunk_size` rows (in table order) by `workers`
-    processes (default: every core; `workers=1` works in this process), each chunk written atomically, so an interrupted
-    build resumes where it stopped and ends byte-identical to an uninterrupted one.
-    `shard=(i, n)` (or "i/n") processes only chunks i, i + n, i + 2n, ...: shards can run
-    in separate processes or machines on copies of the same folder; whichever finishes last
-    (or `finalize_cache`) merges them. `settings`: the per-image policy (`Settings`);
-    `detector_options`: keyword arguments of each worker's `Detector`.
+    Images are processed in chunks of `chunk_size` rows (in table order), each chunk written
+    atomically, so an interrupted build resumes where it stopped and ends byte-identical to
+    an uninterrupted one. The chunks run on a Dask cluster (`cluster.run_on_cluster`): by
+    default a `LocalCluster` of `workers` processes (default: every core; `workers=1` works in
+    this process instead), or the existing cluster at `scheduler` ("tcp://HOST:8786" or a
+    `distributed.Client`), whose workers must see the same files. A worker that dies costs
+    its chunk only (the scheduler runs it again). `settings`: the per-image policy
+    (`Settings`); `detector_options`: keyword arguments of each worker's `Detector`.
 
     `on_chunk_done(chunk_index)` is called in this process after each chunk's files are
     written (e.g. to drive a progress display); an exception it raises stops the build,
-    keeping finished chunks. `worker_initializer()` runs in each worker once its detector
-    is ready; an exception there stops the build (a `RuntimeError` from a pool). Workers are started
-    with "spawn", so it must be a module-level function the workers can import, and a
-    script that calls `build_cache` needs the usual `if __name__ == "__main__":` guard
-    (notebooks need nothing). Workers end when this process dies. Ctrl-C stops them at once
-    (queued chunks are dropped, running ones cut short; finished chunks stay whole) and raises
-    `BuildInterrupted`, a `KeyboardInterrupt` saying what was kept. Returns the cache folder.
+    keeping finished chunks. `worker_initializer()` runs on each worker thread once its
+    detector is ready; an exception there (or in a chunk) stops the build with
+    `cluster.WorkerFailed`, a `RuntimeError`. Ctrl-C stops the build at once (queued chunks
+    are dropped, running ones on a local cluster cut short; finished chunks stay whole) and
+    raises `BuildInterrupted`, a `KeyboardInterrupt` saying what was kept. Worker processes
+    end when this process dies. Returns the cache folder.
     """
-    _check_build_input(table, chunk_size)
-    _check_picklable(worker_initializer)
+    _check_build_input(table, chunk_size, workers)
     settings = settings or Settings()
     detector_options = dict(detector_options or {})
-    shard_index, shard_count = _parse_shard(shard)
     table = table.reset_index(drop=True)
     folder = cache_path(cache_name)
     config = _cache_config(table, chunk_size, settings, Detector(**detector_options))
     _prepare_cache_folder(folder, table, config)
     chunks_dir = folder / "chunks"
-    owned = list(range(shard_index, config["num_chunks"], shard_count))
-    _remove_stale_temporaries(chunks_dir, owned)
-    jobs = [_chunk_job(table, index, chunk_size, settings, chunks_dir) for index in owned]
+    indices = range(config["num_chunks"])
+    _remove_stale_temporaries(chunks_dir, indices)
+    jobs = [_chunk_job(table, index, chunk_size, chunks_dir, settings=settings, detector_options=detector_options,
+                       worker_initializer=worker_initializer) for index in indices]
     pending = [job for job in jobs if not _chunk_complete(chunks_dir, job.index)]
     if pending:
         try:
-            _run_pending(
-                pending, sum(len(job.image_paths) for job in jobs), workers, (detector_options, worker_initializer),
-                on_chunk_done, label=folder.name, progress=progress,
-            )
+            _run_pending(pending, len(table), workers, scheduler, on_chunk_done, label=folder.name, progress=progress)
         except KeyboardInterrupt:
-            raise BuildInterrupted(_kept_message(folder, jobs, shard_index, shard_count)) from None
-    _finish_shard(folder, owned, shard_index, shard_count, config["num_chunks"])
+            raise BuildInterrupted(_kept_message(folder, jobs)) from None
+    # A worker killed mid-write leaves a temporary file, and its chunk was written again elsewhere.
+    _remove_stale_temporaries(chunks_dir, indices)
+    if not is_finished(folder):
+        _finalize(folder, config["num_chunks"])
     return folder
 
 
@@ -589,36 +478,40 @@ class BuildInterrupted(KeyboardInterrupt):
     """Ctrl-C stopped `build_cache`; the message says which chunks were kept and how to resume."""
 
 
-def _kept_message(folder: Path, jobs: list[_ChunkJob], shard_index: int, shard_count: int) -> str:
+def _kept_message(folder: Path, jobs: list[_ChunkJob]) -> str:
     """What an interrupted build kept (its finished chunks) and how to resume it."""
     done = [job for job in jobs if _chunk_complete(folder / "chunks", job.index)]
     images = sum(len(job.image_paths) for job in done)
-    shard = f" of shard {shard_index}/{shard_count}" if shard_count > 1 else ""
     return (
-        f"kept {len(done)} of {len(jobs)} chunks{shard} ({images} images) finished in {folder}; "
+        f"kept {len(done)} of {len(jobs)} chunks ({images} images) finished in {folder}; "
         "run the same command again to resume from there."
     )
 
 
 def _run_pending(
     pending: list[_ChunkJob],
-    shard_images: int,
+    total_images: int,
     workers: int | None,
-    initargs: tuple[dict, Callable[[], None] | None],
+    scheduler: str | Client | None,
     on_chunk_done: Callable[[int], None] | None,
     *,
     label: str,
     progress: bool,
 ) -> None:
-    """Run the unfinished chunks with a progress bar over the shard's `shard_images` images."""
+    """Run the unfinished chunks (in this process for one worker and no scheduler, else on a
+    Dask cluster) with a progress bar over all `total_images` images."""
     workers = max(1, min(workers or default_workers(), len(pending)))
-    logger.info("%s: %d chunks to do with %d workers", label, len(pending), workers)
-    done = shard_images - sum(len(job.image_paths) for job in pending)
-    bar = tqdm(total=shard_images, initial=done, unit="img", desc=f"cache {label}", disable=not progress)
-    try:
-        _run_jobs(pending, workers, initargs, _progress_callback(bar, on_chunk_done))
-    finally:
-        bar.close()
+    in_process = workers == 1 and scheduler is None
+    where = ("this process" if in_process else f"the Dask cluster at {scheduler}" if scheduler is not None
+             else f"a local Dask cluster of {workers} workers")
+    logger.info("%s: %d chunks to do on %s", label, len(pending), where)
+    with contextlib.ExitStack() as stack:
+        client = None if in_process else stack.enter_context(connect(workers, scheduler))[0]
+        done = total_images - sum(len(job.image_paths) for job in pending)
+        bar = stack.enter_context(
+            tqdm(total=total_images, initial=done, unit="img", desc=f"cache {label}", disable=not progress)
+        )
+        _run_jobs(pending, client, _progress_callback(bar, on_chunk_done))
 
 
 def _progress_callback(bar: tqdm, on_chunk_done: Callable[[int], None] | None) -> Callable[[int, int], None]:
@@ -632,45 +525,6 @@ def _progress_callback(bar: tqdm, on_chunk_done: Callable[[int], None] | None) -
     return finished
 
 
-def _finish_shard(folder: Path, owned: list[int], shard_index: int, shard_count: int, num_chunks: int) -> None:
-    """Write the shard's table, and merge the cache when every shard is complete."""
-    _write_shard_manifest(folder, owned, shard_index, shard_count)
-    if all(_chunk_complete(folder / "chunks", index) for index in range(num_chunks)):
-        finalize_cache(folder)
-    else:
-        logger.info("%s: shard %d/%d done; other shards still missing", folder.name, shard_index, shard_count)
-
-
-def _write_shard_manifest(folder: Path, owned: list[int], shard_index: int, shard_count: int) -> None:
-    """Write `shards/shard-i-of-n.parquet` once every chunk of the shard is complete."""
-    chunks_dir = folder / "chunks"
-    if not all(_chunk_complete(chunks_dir, index) for index in owned):
-        return
-    table = _read_chunk_tables(chunks_dir, owned)
-    _write_parquet(table, folder / "shards" / f"shard-{shard_index}-of-{shard_count}.parquet")
-
-
-def _read_config(folder: Path) -> dict:
-    config_file = folder / "config.json"
-    if not config_file.exists():
-        raise FileNotFoundError(
-            f"{folder} is not a face cache (no config.json); build it first (`c3ae cache build-cache "
-            "--dataset NAME` or faces.build_cache)."
-        )
-    return json.loads(config_file.read_text())
-
-
-def _check_all_chunks(folder: Path, num_chunks: int) -> None:
-    """Raise `FileNotFoundError` naming the missing chunks, if any."""
-    chunks_dir = folder / "chunks"
-    missing = [index for index in range(num_chunks) if not _chunk_complete(chunks_dir, index)]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder}: {len(missing)} chunks are missing (first: {missing[:5]}); run build_cache "
-            "for the shards that own them."
-        )
-
-
 def _count_crops(chunks_dir: Path, num_chunks: int) -> int:
     """Faces stored in the chunks' `.npy` files (read from their headers)."""
     return sum(
@@ -679,15 +533,8 @@ def _count_crops(chunks_dir: Path, num_chunks: int) -> int:
     )
 
 
-def finalize_cache(name_or_path: str | Path) -> Path:
-    """Merge the chunk tables of a cache into `manifest.parquet` and `failures.csv`.
-
-    Needs every chunk (of every shard); raises `FileNotFoundError` listing missing ones.
-    Returns the cache folder.
-    """
-    folder = cache_path(name_or_path)
-    num_chunks = _read_config(folder)["num_chunks"]
-    _check_all_chunks(folder, num_chunks)
+def _finalize(folder: Path, num_chunks: int) -> None:
+    """Merge the (complete) chunk tables into `manifest.parquet` and `failures.csv`."""
     table = _read_chunk_tables(folder / "chunks", range(num_chunks))
     ok = table["status"] == "ok"
     if _count_crops(folder / "chunks", num_chunks) != int(ok.sum()):
@@ -697,7 +544,6 @@ def finalize_cache(name_or_path: str | Path) -> Path:
     paths.write_text_atomic(folder / "failures.csv", failures.to_csv(index=False))
     _write_parquet(manifest, folder / MANIFEST)  # last: its presence marks the cache finished
     logger.info("%s: %d faces cached, %d failures", folder.name, len(manifest), len(failures))
-    return folder
 
 
 def _concatenate_crops(folder: Path, num_chunks: int, num_faces: int, crop_size: int) -> np.ndarray:
@@ -714,7 +560,7 @@ def _concatenate_crops(folder: Path, num_chunks: int, num_faces: int, crop_size:
 
 
 def is_finished(name_or_path: str | Path) -> bool:
-    """Whether the cache is finished: `finalize_cache` writes its manifest last."""
+    """Whether the cache is finished: the build writes its manifest last."""
     return (cache_path(name_or_path) / MANIFEST).exists()
 
 
@@ -776,12 +622,12 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--dataset", required=True, help="utkface, fgnet, wiki or imdb")
     build.add_argument("--max-images", type=int, default=None, help="a subsample of this many images")
     build.add_argument("--seed", type=int, default=0, help="seed of the split and the subsample")
-    build.add_argument("--shard", default=None, help="i/n: process only shard i of n")
-    build.add_argument("--workers", type=int, default=None, help="processes (default: every core)")
+    build.add_argument("--workers", type=int, default=None,
+                       help="worker processes of the local Dask cluster (default: every core)")
+    build.add_argument("--scheduler", default=None,
+                       help="address of an existing Dask scheduler (tcp://HOST:8786) whose workers see the same files")
     build.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="images per chunk file")
     build.add_argument("--name", default=None, help="cache name (default: faces.cache_name)")
-    finalize = commands.add_parser("finalize", help="merge the shards of a cache")
-    finalize.add_argument("name", help="cache name or folder")
     return parser
 
 
@@ -798,10 +644,8 @@ def _check_arguments(args: argparse.Namespace) -> None:
             raise ValueError(f"{option} {value}: give a positive number ({default}).")
     if args.seed < 0:
         raise ValueError(f"--seed {args.seed}: give a non-negative integer (the default is 0).")
-    try:
-        _parse_shard(args.shard)
-    except ValueError as error:
-        raise ValueError(f"--{error}") from None  # its message starts with "shard <value>:"
+    if args.scheduler is not None and "://" not in args.scheduler:
+        raise ValueError(f"--scheduler {args.scheduler}: give the scheduler's address, e.g. tcp://HOST:8786.")
 
 
 def _check_images_on_disk(table: pd.DataFrame, dataset: str) -> None:
@@ -820,22 +664,20 @@ def _build_from_arguments(args: argparse.Namespace) -> Path:
     table = datasets.subsample(datasets.metadata_table(args.dataset, args.seed), args.max_images, seed=args.seed)
     _check_images_on_disk(table, args.dataset)
     name = args.name or cache_name(args.dataset, args.max_images)
-    folder = build_cache(table, name, shard=args.shard, workers=args.workers, chunk_size=args.chunk_size)
+    folder = build_cache(table, name, workers=args.workers, chunk_size=args.chunk_size,
+                         scheduler=args.scheduler)
     if is_finished(folder):
         print(yield_table({name: load_cache(folder)}).to_string())
     return folder
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m c3ae_utils.faces build-cache|finalize ...` (also `c3ae cache ...`), run under
+    """`python -m c3ae_utils.faces build-cache ...` (also `c3ae cache ...`), run under
     `cli.run`: bad arguments and files raise ValueError / OSError (one line on stderr there);
     Ctrl-C during a build prints what was kept and returns 130."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    if args.command == "finalize":
-        print(finalize_cache(args.name))
-        return 0
     try:
         print(_build_from_arguments(args))
     except BuildInterrupted as stop:

@@ -9,7 +9,7 @@ SMALL_RUN ?= 0
 DATASET ?= utkface
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup check-prereqs data run-all test test-course lint lab bench results clean
+.PHONY: help setup check-prereqs data run-all test test-course lint lab bench results release clean
 
 help:
 	@echo "make run-all [SMALL_RUN=1]         run every notebook (SMALL_RUN=1: minutes, not hours; copies in artifacts/notebooks/)"
@@ -19,6 +19,7 @@ help:
 	@echo "make data DATASET=utkface|fgnet|wiki|imdb|reference|demo  fetch and extract one dataset"
 	@echo "make lab                           JupyterLab on the notebooks"
 	@echo "make bench                         benchmark scripts in bench/"
+	@echo "make release RUN=NAME              package a trained run as the shipped model in models/ (with its model card)"
 	@echo "make clean                         remove artifacts and caches (keeps downloads)"
 
 check-prereqs:
@@ -45,13 +46,14 @@ run-all: setup
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser --ignore=tests/solutions --ignore=tests/colab $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser --ignore=tests/solutions --ignore=tests/colab --ignore=tests/model $(PYTEST_ARGS)
 
 # The slow learner's-eye checks, kept out of `make test`: JupyterLab driven in Debian's chromium
 # (apt-get install chromium), every solution in solutions/ after the notebooks they build on, and
-# a simulated Colab runtime (a fresh virtual environment, the state on a stand-in Drive).
+# a simulated Colab runtime (a fresh virtual environment, the state on a stand-in Drive), and the
+# shipped model's card on the whole UTKFace test split (its 3,318 photos through the cache builder).
 test-course: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider tests/browser tests/solutions tests/colab $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider tests/browser tests/solutions tests/colab tests/model $(PYTEST_ARGS)
 
 lint: setup
 	$(PY) -m ruff check c3ae_utils tests bench
@@ -67,6 +69,11 @@ bench: setup
 
 results: setup
 	$(PY) -m c3ae_utils.evaluation results
+
+# Package a trained run as the shipped model (models/: .keras, float16 TFLite, model card).
+RUN ?= utkface-kl-e40
+release: setup
+	$(PY) -m c3ae_utils.release --run $(RUN) --fgnet-cache fgnet --small-cache utkface-n200
 
 clean:
 	rm -rf artifacts data/cache figures/generated .pytest_cache

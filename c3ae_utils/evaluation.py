@@ -367,18 +367,20 @@ def evaluate(
     split: str = "val",
     batch_size: int = 256,
     name: str | None = None,
+    flip: bool = False,
 ) -> Evaluation:
     """Evaluate a model, run or weights file (anything `network.load_model` accepts) on the
     `split` rows of a face cache.
 
     `cache` is a `faces.FaceCache` or a cache name; `split` is "train", "val", "test" or
-    "all" (cross-dataset evaluation uses "all").
+    "all" (cross-dataset evaluation uses "all"); `flip`: average with the mirrored crops
+    (`network.predict_ages`).
     """
     model, model_name, config = _model_and_config(run_or_model)
     faces_cache = face_cache.load_cache(cache)
     positions = datasets.select_split(faces_cache.table, split)
     started = time.perf_counter()
-    outputs = network.predict_ages(model, faces_cache.crops[positions], batch_size, progress=True)
+    outputs = network.predict_ages(model, faces_cache.crops[positions], batch_size, progress=True, flip=flip)
     logger.info("%s: %d faces predicted in %.1f s", model_name, positions.size, time.perf_counter() - started)
     table = prediction_table(faces_cache.table, positions, outputs["age"], outputs["distribution"])
     w2 = w2_comparison(model)
@@ -479,6 +481,8 @@ def results_rows(split: str = "test", batch_size: int = 256, reference: bool = T
         used = _available_split(cache.table, split)
         evaluation = evaluate(folder, cache, used, batch_size)
         rows.append(_result_row(folder.name, info, evaluation, used, cache))
+    if caches:
+        rows.extend(_shipped_rows(caches, split, batch_size))
     if reference and caches:
         rows.extend(_reference_rows(caches, split, batch_size))
     return pd.DataFrame(rows)
@@ -497,6 +501,26 @@ def _result_row(name: str, info: dict[str, Any], evaluation: Evaluation, split: 
         "mae": evaluation.metrics["mae"], "mae_expected": evaluation.metrics["mae_expected"],
         "cs5": evaluation.metrics["cs"]["5"],
     }
+
+
+def _shipped_rows(caches: dict[str, Any], split: str, batch_size: int) -> list[dict[str, Any]]:
+    """The course's shipped models (`models/`), on the first run's cache, with the training
+    command their model card records."""
+    cache = next(iter(caches.values()))
+    used = _available_split(cache.table, split)
+    rows = []
+    for label in network.SHIPPED_WEIGHTS:
+        try:
+            weights = network.shipped_weights_path(label)
+        except FileNotFoundError as error:
+            logger.warning("%s; its row is skipped.", error)
+            continue
+        card = read_json(weights.with_suffix(".json"))
+        training = card.get("training", {})
+        info = {**_describe_run(training), "setting": f"{label} (shipped, models/)", "key": label,
+                "command": f"`{card.get('training_command', '?')}`, then `make release`"}
+        rows.append(_result_row(label, info, evaluate(weights, cache, used, batch_size, name=label), used, cache))
+    return rows
 
 
 def _reference_rows(caches: dict[str, Any], split: str, batch_size: int) -> list[dict[str, Any]]:

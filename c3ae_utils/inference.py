@@ -101,8 +101,9 @@ class AgeEstimator:
     @classmethod
     def from_weights(cls, spec: str | Path | None = None, detector: Any = None) -> AgeEstimator:
         """An estimator from anything `network.resolve_weights` accepts: a run name or
-        folder, a `.keras` file, a reference `.h5` file or "reference-v89"/"reference-v84";
-        `spec=None` uses `network.DEFAULT_WEIGHTS`."""
+        folder, a `.keras` file, a reference `.h5` file, "c3ae-utkface" (the shipped model) or
+        "reference-v89"/"reference-v84"; `spec=None` uses `network.DEFAULT_WEIGHTS`, the shipped
+        model."""
         path = network.resolve_weights(spec)
         return cls(network.load_model(path), detector=detector, name=network.weights_label(path))
 
@@ -604,8 +605,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--weights",
         default=None,
-        help="a run name or folder (artifacts/runs/), a .keras file, a reference .h5 file, or "
-        "reference-v89 / reference-v84; default: reference-v89",
+        help="c3ae-utkface (the course's shipped model, models/), reference-v89 / reference-v84 "
+        "(the reference implementation's), a run name or folder (artifacts/runs/), a .keras or "
+        "reference .h5 file; default: c3ae-utkface",
     )
     parser.add_argument(
         "--output",
@@ -645,7 +647,8 @@ def _predict_command(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     if args.weights is None:
         _say(
-            "No --weights given: using the reference C3AE v89 weights (StevenBanama/C3AE, trained on IMDB-WIKI)."
+            f"No --weights given: using the course's model {network.DEFAULT_WEIGHTS} (models/README.md; trained on "
+            "UTKFace, non-commercial research only); --weights reference-v89 for the reference's."
         )
     estimator = AgeEstimator.from_weights(args.weights)  # checked before any image is read
     paths.ensure_dir(output)

@@ -617,7 +617,12 @@ REFERENCE_WEIGHTS: dict[str, str] = {
     "reference-v89": "c3ae_imdb_v89.h5",  # focal loss + SE
     "reference-v84": "imdb_focal_loss_c3ae_v84.h5",  # focal loss, no SE
 }
-DEFAULT_WEIGHTS = "reference-v89"
+# The course's own model, shipped in the repository's `models/` (installed as the package
+# data `c3ae_utils.models`); `models/README.md` is its model card.
+SHIPPED_WEIGHTS: dict[str, str] = {
+    "c3ae-utkface": "c3ae_utkface.keras",  # KL + SE, trained on UTKFace's train split
+}
+DEFAULT_WEIGHTS = "c3ae-utkface"  # the shipped model; "reference-v89" is one flag away
 WEIGHT_SUFFIXES = (".keras", ".h5")
 # What every model `load_model` returns takes and gives (batch axis None).
 EXPECTED_INPUTS = [(None, *CROPS_SHAPE)]
@@ -658,6 +663,41 @@ def reference_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
     return _verify_reference(path)
 
 
+def shipped_models_dir() -> Path:
+    """The folder of the shipped models: the checkout's `models/` when running from one, else
+    the installed package data `c3ae_utils.models` (the same files, copied by pip)."""
+    checkout = Path(__file__).resolve().parents[1] / "models"
+    if checkout.is_dir():
+        return checkout
+    from importlib import resources  # only for installed packages
+
+    try:
+        return Path(str(resources.files("c3ae_utils.models")))
+    except ModuleNotFoundError:  # neither: `shipped_weights_path` says the file is missing
+        return checkout
+
+
+def shipped_weights_path(name: str = "c3ae-utkface") -> Path:
+    """The `.keras` file of a shipped model (a key of `SHIPPED_WEIGHTS`)."""
+    if name not in SHIPPED_WEIGHTS:
+        raise ValueError(f"Unknown shipped model {name!r}; choose one of {sorted(SHIPPED_WEIGHTS)}.")
+    path = shipped_models_dir() / SHIPPED_WEIGHTS[name]
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} is missing: the shipped model comes with the repository (`git checkout -- models/`)."
+        )
+    return path
+
+
+def _named_weights(name: str) -> Path | None:
+    """The file of a named model ("c3ae-utkface", "reference-v89", ...), or None for other names."""
+    if name in SHIPPED_WEIGHTS:
+        return shipped_weights_path(name)
+    if name in REFERENCE_WEIGHTS:
+        return reference_weights_path(name)
+    return None
+
+
 def _run_model_file(folder: Path) -> Path:
     """A run folder's `best.keras`, else its `last.keras`."""
     for name in ("best.keras", "last.keras"):
@@ -669,17 +709,19 @@ def _run_model_file(folder: Path) -> Path:
 def resolve_weights(spec: str | os.PathLike | Any | None = None) -> Path:
     """The weights file that `spec` names.
 
-    `spec` is None (the default weights, `DEFAULT_WEIGHTS`), a key of `REFERENCE_WEIGHTS`
-    ("reference-v89", "reference-v84"), a `.keras` or `.h5` file, a run folder or the name of
+    `spec` is None (the default weights, `DEFAULT_WEIGHTS`), the name of a shipped model
+    (`SHIPPED_WEIGHTS`: "c3ae-utkface") or of reference weights (`REFERENCE_WEIGHTS`:
+    "reference-v89", "reference-v84"), a `.keras` or `.h5` file, a run folder or the name of
     a run in `paths.runs_dir()` (its `best.keras`), or a `training.Run` (anything with a
     `path` attribute naming a run folder).
     """
     if spec is None or str(spec) == "":
-        return reference_weights_path(DEFAULT_WEIGHTS)
+        spec = DEFAULT_WEIGHTS
     if hasattr(spec, "path") and not isinstance(spec, str | os.PathLike):
         spec = spec.path
-    if str(spec) in REFERENCE_WEIGHTS:
-        return reference_weights_path(str(spec))
+    named = _named_weights(str(spec))
+    if named is not None:
+        return named
     candidate = Path(spec).expanduser()
     for folder in (candidate, paths.runs_dir() / str(spec)):
         if folder.is_dir():
@@ -691,7 +733,7 @@ def resolve_weights(spec: str | os.PathLike | Any | None = None) -> Path:
     runs = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "best.keras").is_file())
     raise FileNotFoundError(
         f"No weights at {str(spec)!r}: give a .keras file, a reference .h5 file, "
-        f"{' or '.join(sorted(REFERENCE_WEIGHTS))}, a run folder, or one of the runs in "
+        f"{', '.join(sorted(SHIPPED_WEIGHTS))}, {' or '.join(sorted(REFERENCE_WEIGHTS))}, a run folder, or one of the runs in "
         f"{paths.runs_dir()}: {runs or 'none yet (run notebook 05)'}."
     )
 
@@ -827,7 +869,8 @@ def _call_once(model: keras.Model | Callable, batch: np.ndarray) -> dict[str, np
 
 
 def predict_ages(
-    model: keras.Model | Callable, crops: np.ndarray, batch_size: int = 256, progress: bool = False
+    model: keras.Model | Callable, crops: np.ndarray, batch_size: int = 256, progress: bool = False,
+    flip: bool = False,
 ) -> dict[str, np.ndarray]:
     """Ages and distributions of faces: crops uint8/float32 `[n, 3, 64, 64, 3]` (RGB, 0-255) ->
     `{"age": float32 [n] in years (the W2 head), "distribution": float32 [n, num_bins]}`.
@@ -835,7 +878,13 @@ def predict_ages(
     `model` is a Keras C3AE model or a callable returning the same dict (an exported
     `inference.TFLiteRunner` / `OnnxRunner`). Batches are padded to a power of two (at most
     `batch_size`), so a compiled model sees few distinct shapes and traces few times.
+    `flip=True` is test-time augmentation: the mean of the outputs for the crops and for their
+    mirror images (twice the work).
     """
+    if flip:
+        mirrored = np.ascontiguousarray(_check_crops(crops)[:, :, :, ::-1])  # axis 3: crop width
+        plain, flipped = (predict_ages(model, part, batch_size, progress) for part in (crops, mirrored))
+        return {key: (plain[key] + flipped[key]) / 2 for key in plain}
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 (got {batch_size}).")
     crops = _check_crops(crops)

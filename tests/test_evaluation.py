@@ -219,10 +219,11 @@ def test_results_command_writes_the_table_and_only_the_readme_section(small_run)
     readme.write_text(f"# Course\n\nkeep me\n\n{evaluation.README_START}\nstale\n{evaluation.README_END}\n\nkeep me too\n")
     assert evaluation.main(["results", "--readme", str(readme)]) == 0
     rows = pd.read_csv(small_run["root"] / "artifacts" / "results.csv")
-    assert list(rows["run"]) == ["utkface-kl-quick", "reference-v89", "reference-v84"]
+    assert list(rows["run"]) == ["utkface-kl-quick", "c3ae-utkface", "reference-v89", "reference-v84"]
     assert (rows["test_data"] == "utkface test split").all() and rows["mae"].between(0, 120).all()
     assert rows.loc[0, "cache"] == small_run["cache"].path.name and "loss='kl'" in rows.loc[0, "command"]
     markdown = (small_run["root"] / "artifacts" / "results.md").read_text()
     text = readme.read_text()
     assert text.startswith("# Course\n\nkeep me\n\n") and text.endswith(f"{evaluation.README_END}\n\nkeep me too\n")
     assert markdown in text and "stale" not in text and "| utkface-kl | kl |" in markdown
+    assert "| c3ae-utkface (shipped, models/) | kl |" in markdown and "then `make release`" in markdown

@@ -58,7 +58,8 @@ def _sigint_deferred() -> Iterator[None]:
 
 
 def local_cluster(workers: int) -> LocalCluster:
-    """A `LocalCluster` of `workers` worker processes with one thread each (no dashboard).
+    """A `LocalCluster` of `workers` worker processes with one thread each (its HTTP server and
+    dashboard on a free port, so several clusters on one machine never compete for 8787).
 
     Worker processes end with this process, even when it is killed (Dask's nanny watches it).
     """
@@ -66,7 +67,7 @@ def local_cluster(workers: int) -> LocalCluster:
         logging.getLogger(name).setLevel(logging.ERROR)
     with _sigint_deferred():
         return LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
             silence_logs=logging.ERROR,
         )
 

@@ -1,0 +1,251 @@
+"""The course's shipped model: a trained run packaged into `models/` with its model card.
+
+    python -m c3ae_utils.release --run utkface-kl-e40 [--fgnet-cache fgnet] [--small-cache utkface-n200]
+
+writes, into `models/` (`network.shipped_models_dir()`):
+
+| file | content |
+| --- | --- |
+| `c3ae_utkface.keras` | the run's best checkpoint without its optimizer state (inference only) |
+| `c3ae_utkface_fp16.tflite` | the same model converted to float16 TFLite |
+| `c3ae_utkface.json` | where it came from and what it scores (every number of the card) |
+| `README.md` | the model card, rendered from the JSON by `model_card_markdown` |
+
+The scores are measured here, never typed in: validation and test splits of the full
+UTKFace cache with and without mirrored-crop averaging (`flip`), errors by age decade,
+gender and race on the test split, FG-NET as a cross-dataset test when its cache is given,
+and the test rows of the course's small cache (what the test suite can check without the
+full cache). The test split is never used to choose anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from c3ae_utils import cli, evaluation, inference, network, paths
+from c3ae_utils.faces import cache as face_cache
+
+logger = logging.getLogger(__name__)
+
+NAME = "c3ae-utkface"
+KERAS_FILE = network.SHIPPED_WEIGHTS[NAME]
+TFLITE_FILE = "c3ae_utkface_fp16.tflite"
+CARD_JSON = "c3ae_utkface.json"
+MAX_BYTES = 1_000_000  # each shipped file stays under 1 MB (the repository holds it)
+LICENCE = (
+    "UTKFace is made available for non-commercial research purposes only (its authors' terms, "
+    "https://susanqq.github.io/UTKFace/); the copyright of its photos stays with their owners. "
+    "These weights were trained on it and inherit those terms: use them for teaching and "
+    "non-commercial research, not in a product. Cite Zhang, Song & Qi, \"Age Progression/Regression "
+    "by Conditional Adversarial Autoencoder\", CVPR 2017."
+)
+
+
+def _git_commit() -> str:
+    """The checkout's commit (with "+changes" when the tree differs), or "unknown"."""
+    def git(*arguments: str) -> str:
+        return subprocess.run(["git", *arguments], cwd=paths.repo_root(), capture_output=True,
+                              text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        return commit + ("+changes" if git("status", "--porcelain", "--untracked-files=no") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def _scores(model: Any, cache: face_cache.FaceCache, split: str) -> dict[str, Any]:
+    """MAE (age head and expected age) and CS(5) on one split, without and with `flip`."""
+    result: dict[str, Any] = {}
+    for flip in (False, True):
+        metrics = evaluation.evaluate(model, cache, split, flip=flip).metrics
+        result["flip" if flip else "plain"] = {
+            "count": metrics["count"], "mae": round(metrics["mae"], 3),
+            "mae_expected": round(metrics["mae_expected"], 3), "cs5": round(metrics["cs"]["5"], 3),
+        }
+    return result
+
+
+def _groups(model: Any, cache: face_cache.FaceCache) -> dict[str, Any]:
+    """Test-split errors by age decade, gender and race ({group: {count, mae, bias}})."""
+    metrics = evaluation.evaluate(model, cache, "test").metrics
+    keep = ("count", "mae", "bias")
+    return {
+        key: {group: {k: round(v, 3) if k != "count" else v for k, v in row.items() if k in keep}
+              for group, row in metrics[key].items()}
+        for key in ("by_decade", "by_gender", "by_race") if key in metrics
+    }
+
+
+def _cross_dataset(model: Any, cache_name: str | None) -> dict[str, Any] | None:
+    """FG-NET (every face, no fine-tuning): MAE and count, or None without its cache."""
+    if cache_name is None:
+        return None
+    metrics = evaluation.evaluate(model, cache_name, "all").metrics
+    return {"cache": cache_name, "count": metrics["count"], "mae": round(metrics["mae"], 3),
+            "mae_expected": round(metrics["mae_expected"], 3)}
+
+
+def _small_subset(model: Any, cache_name: str | None) -> dict[str, Any] | None:
+    """The test rows of the course's small cache: what `make test` can check."""
+    if cache_name is None:
+        return None
+    metrics = evaluation.evaluate(model, cache_name, "test").metrics
+    return {"cache": cache_name, "count": metrics["count"], "mae": round(metrics["mae"], 4)}
+
+
+def _files(folder: Path, model: Any) -> dict[str, Any]:
+    """Write the `.keras` and float16 TFLite files; their sizes in bytes (ValueError over 1 MB)."""
+    keras_path, tflite_path = folder / KERAS_FILE, folder / TFLITE_FILE
+    paths.atomic_write(keras_path, model.save)  # the temporary name keeps the .keras suffix Keras needs
+    inference.export_tflite(model, tflite_path, quantization="float16")
+    sizes = {path.name: path.stat().st_size for path in (keras_path, tflite_path)}
+    too_big = {name: size for name, size in sizes.items() if size >= MAX_BYTES}
+    if too_big:
+        raise ValueError(f"Shipped files must stay under 1 MB: {too_big}.")
+    return sizes
+
+
+def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
+            small_cache: str | None = None, folder: Path | None = None) -> dict[str, Any]:
+    """Package `run` (a run name or folder) as the shipped model; returns the card's data."""
+    folder = paths.ensure_dir(folder or network.shipped_models_dir())
+    weights = network.resolve_weights(run)
+    config = evaluation.read_json(weights.parent / "config.json")
+    model = network.load_model(weights)
+    faces = face_cache.load_cache(cache)
+    started = time.strftime("%Y-%m-%d")
+    card = {
+        "name": NAME, "date": started, "released_at_commit": _git_commit(),
+        "run": weights.parent.name, "training": config,
+        "training_command": _training_command(config),
+        "parameters": int(model.count_params()),
+        "files": _files(folder, model),
+        "data": {"dataset": "UTKFace (aligned and cropped faces)", "cache": cache,
+                 "faces": {split: int((faces.table["split"] == split).sum()) for split in ("train", "val", "test")}},
+        "licence": LICENCE,
+        "validation": _scores(model, faces, "val"),
+        "test": _scores(model, faces, "test"),
+        "test_groups": _groups(model, faces),
+        "fgnet": _cross_dataset(model, fgnet_cache),
+        "small_test": _small_subset(model, small_cache),
+    }
+    paths.write_json(folder / CARD_JSON, card)
+    paths.write_text_atomic(folder / "README.md", model_card_markdown(card))
+    return card
+
+
+def _training_command(config: dict[str, Any]) -> str:
+    """The `c3ae train` command line of a run's config (its non-default options)."""
+    from c3ae_utils import training  # heavy; only the release needs it
+
+    defaults = training.TrainConfig()
+    words = ["c3ae", "train", "--dataset", str(config.get("dataset", "utkface"))]
+    for key in ("loss", "epochs", "schedule", "patience", "seed", "batch_size", "learning_rate"):
+        if key in config and config[key] != getattr(defaults, key):
+            words += [f"--{key.replace('_', '-')}", str(config[key])]
+    if not config.get("use_se", True):
+        words.append("--no-se")
+    words += ["--run-name", str(config.get("run_name"))]
+    return " ".join(words)
+
+
+def _group_rows(groups: dict[str, dict[str, Any]]) -> list[str]:
+    return [f"| {group} | {row['count']} | {row['mae']:.2f} | {row['bias']:+.2f} |" for group, row in groups.items()]
+
+
+def model_card_markdown(card: dict[str, Any]) -> str:
+    """The model card (`models/README.md`) for the data `release` measured."""
+    test, val = card["test"], card["validation"]
+    lines = [
+        f"# Model card: `{card['name']}`, the course's own C3AE", "",
+        "The default weights of `c3ae predict`, `inference.AgeEstimator.from_weights()` and notebook 07 "
+        f"(`--weights {card['name']}`; `--weights reference-v89` or `reference-v84` for the reference "
+        "implementation's). Generated by `python -m c3ae_utils.release` from the measured numbers in "
+        f"`{CARD_JSON}`; do not edit by hand.", "",
+        "## Files", "",
+        "| file | bytes |", "| --- | ---: |",
+        *[f"| `{name}` | {size:,} |" for name, size in card["files"].items()], "",
+        f"Inputs: `crops` float32 `[batch, 3, 64, 64, 3]` (outer, middle, inner context crops, RGB, 0-255); "
+        f"outputs `age` `[batch, 1]` (years) and `distribution` `[batch, 12]`. {card['parameters']:,} parameters.", "",
+        "## Training", "",
+        f"Run `{card['run']}`: `{card['training_command']}` on the UTKFace face cache "
+        f"(`c3ae cache build-cache --dataset utkface`), train split only ({card['data']['faces']['train']:,} faces; "
+        f"validation {card['data']['faces']['val']:,}, test {card['data']['faces']['test']:,}; split stratified by age "
+        "decade, seed 0). The checkpoint kept is the epoch with the lowest validation MAE. Packaged at commit "
+        f"`{card['released_at_commit']}` on {card['date']}.", "",
+        "## Licence of the training data, inherited by the weights", "", card["licence"], "",
+        "## Results (UTKFace, MAE in years)", "",
+        "| split | faces | MAE (age head) | MAE (expected age) | CS(5) | MAE with flip averaging |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {label} | {scores['plain']['count']:,} | {scores['plain']['mae']:.2f} | {scores['plain']['mae_expected']:.2f} | "
+          f"{scores['plain']['cs5']:.3f} | {scores['flip']['mae']:.2f} |" for label, scores in (("validation", val), ("test", test))],
+        "",
+        "The age head (W2) is what the package reports; *flip averaging* is `network.predict_ages(..., flip=True)` "
+        "(the mean over the crops and their mirror images, twice the work).",
+    ]
+    if card.get("fgnet"):
+        fgnet = card["fgnet"]
+        lines += ["", f"Cross-dataset: FG-NET, every face, no fine-tuning ({fgnet['count']:,} faces): "
+                      f"MAE {fgnet['mae']:.2f} (expected age {fgnet['mae_expected']:.2f})."]
+    titles = {"by_decade": "age decade", "by_gender": "gender (UTKFace's labels)", "by_race": "race (UTKFace's labels)"}
+    for key, title in titles.items():
+        if key in card["test_groups"]:
+            lines += ["", f"### Test split by {title}", "", "| group | faces | MAE | bias (predicted - true) |",
+                      "| --- | ---: | ---: | ---: |", *_group_rows(card["test_groups"][key])]
+    lines += ["", "## Intended use and known limits", "", *_limits(card)]
+    if card.get("small_test"):
+        small = card["small_test"]
+        lines += ["", f"The test suite checks these weights on the test rows of the course's small cache "
+                      f"(`{small['cache']}`, {small['count']} faces): MAE {small['mae']:.2f}."]
+    return "\n".join(lines) + "\n"
+
+
+def _limits(card: dict[str, Any]) -> list[str]:
+    """Intended use, and the worst groups of the test split, named with their numbers."""
+    decades = card["test_groups"].get("by_decade", {})
+    worst = sorted(decades.items(), key=lambda item: -item[1]["mae"])[:3]
+    described = ", ".join(f"{group} ({row['mae']:.1f} years over {row['count']} faces, bias {row['bias']:+.1f})"
+                          for group, row in worst)
+    return [
+        "- For teaching and non-commercial research on apparent age estimation from face photos.",
+        "- Not for decisions about people (age verification, access, hiring, policing): an error of "
+        f"{card['test']['plain']['mae']:.1f} years on average is far too large, and larger for some groups.",
+        f"- Worst age decades on the test split: {described}. Predictions are pulled toward the middle "
+        "of the age range: the elderly are under-estimated and children's errors, small in years, are "
+        "large relative to their age.",
+        "- UTKFace is mostly frontal, well-lit, cropped faces of a skewed age and race distribution; expect "
+        "larger errors on other photos (see the FG-NET line above) and for groups with few training faces.",
+    ]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line options."""
+    parser = cli.ArgumentParser(prog="python -m c3ae_utils.release", description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="run name or folder to ship")
+    parser.add_argument("--cache", default="utkface", help="the full UTKFace cache (val and test splits)")
+    parser.add_argument("--fgnet-cache", default=None, help="FG-NET cache for the cross-dataset line")
+    parser.add_argument("--small-cache", default=None, help="the course's small UTKFace cache (utkface-n200)")
+    parser.add_argument("--folder", type=Path, default=None, help="where to write (default: models/)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m c3ae_utils.release --run NAME ...`: package, then print the card's test MAE."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    card = release(args.run, args.cache, args.fgnet_cache, args.small_cache, args.folder)
+    print(f"{card['name']}: test MAE {card['test']['plain']['mae']:.3f} "
+          f"(flip {card['test']['flip']['mae']:.3f}), files {card['files']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, prog="python -m c3ae_utils.release"))
+

@@ -1,0 +1,79 @@
+"""The course's shipped model (`models/`): it loads without training anything, has the C3AE
+signature, is the default of every entry point, its float16 TFLite twin agrees with it, and
+its model card states what it scores (the test rows of the small cache, measured here;
+the full test split is checked by `make test-course`, tests/model/)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from c3ae_utils import evaluation, inference, network, release
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return json.loads((MODELS / release.CARD_JSON).read_text())
+
+
+def test_the_shipped_files_are_small_and_load_without_training() -> None:
+    for name in (release.KERAS_FILE, release.TFLITE_FILE):
+        size = (MODELS / name).stat().st_size
+        assert 50_000 < size < release.MAX_BYTES, (name, size)
+    model = network.load_model("c3ae-utkface")  # raises unless the signature is the C3AE one
+    inputs, outputs = network.model_signature(model)
+    assert inputs == network.EXPECTED_INPUTS and outputs == network.EXPECTED_OUTPUTS
+    assert model.count_params() == 53_993  # the SE model of the paper's size
+    with zipfile.ZipFile(MODELS / release.KERAS_FILE) as archive:  # shipped for inference:
+        assert not json.loads(archive.read("config.json")).get("compile_config")  # no optimizer state
+
+
+def test_it_is_the_default_and_the_reference_is_one_name_away() -> None:
+    assert network.resolve_weights(None) == MODELS / release.KERAS_FILE
+    assert inference.AgeEstimator.from_weights().name == "c3ae_utkface"
+    assert network.resolve_weights("reference-v89").name == "c3ae_imdb_v89.h5"
+
+
+def test_the_tflite_twin_agrees_with_the_keras_model(utkface_cache) -> None:
+    crops = utkface_cache.crops[:64]
+    keras_ages = network.predict_ages(network.load_model(), crops)["age"]
+    tflite_ages = network.predict_ages(inference.load_runner(MODELS / release.TFLITE_FILE), crops, batch_size=64)["age"]
+    assert np.abs(keras_ages - tflite_ages).max() < 0.1  # float16 weights: well under a tenth of a year
+
+
+def test_the_card_reproduces_on_the_test_rows_of_the_small_cache(utkface_cache, card) -> None:
+    measured = evaluation.evaluate("c3ae-utkface", utkface_cache, "test")
+    assert measured.metrics["count"] == card["small_test"]["count"]
+    assert abs(measured.mae - card["small_test"]["mae"]) <= 0.05, (measured.mae, card["small_test"])
+    baseline = float(np.abs(measured.table["age"] - utkface_cache.select("train").table["age"].mean()).mean())
+    assert measured.mae < baseline  # and it beats predicting the training mean on these faces
+
+
+def test_the_model_card_is_rendered_from_its_numbers(card) -> None:
+    text = (MODELS / "README.md").read_text()
+    assert text == release.model_card_markdown(card)
+    assert "non-commercial research" in text and card["training_command"] in text
+    assert f"{card['test']['plain']['mae']:.2f}" in text
+    assert {"by_decade", "by_gender", "by_race"} <= set(card["test_groups"])
+
+
+def test_c3ae_predict_without_weights_uses_the_shipped_model(utkface_cache, tmp_path) -> None:
+    photo = tmp_path / "face.jpg"
+    shutil.copy(utkface_cache.table["path"].iloc[0], photo)
+    done = subprocess.run([sys.executable, "-m", "c3ae_utils.cli", "predict", str(photo), "--json",
+                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["weights"] == "c3ae_utkface"
+    assert summary["results"][0]["num_faces"] == 1 and 0 < summary["results"][0]["faces"][0]["age"] < 110
+    assert "c3ae-utkface" in done.stderr  # says which model it used and how to get the reference's

@@ -66,11 +66,16 @@ def face_caches(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder.mkdir(exist_ok=True)
     with open(folder / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another worker may be building them right now
+        tables = {}
         for dataset in CACHED_DATASETS:
             table = datasets.load_metadata(dataset)
             table["split"] = datasets.protocol_split(table, dataset, seed=0)
-            table = datasets.subsample(table, count, seed=0)
-            faces.build_cache(table, folder / faces.cache_name(dataset, count), progress=False)
+            tables[dataset] = datasets.subsample(table, count, seed=0)
+        if not all(faces.is_finished(folder / faces.cache_name(dataset, count)) for dataset in tables):
+            with faces.cluster.connect(2, None) as (client, _):  # one local Dask cluster for both
+                for dataset, table in tables.items():
+                    faces.build_cache(table, folder / faces.cache_name(dataset, count), progress=False,
+                                      scheduler=client)
     return folder
 
 

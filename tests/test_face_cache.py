@@ -194,11 +194,12 @@ def test_a_worker_killed_mid_chunk_costs_that_chunk_only(reference_cache, inputs
     assert _digests(folder) == _digests(reference_cache)
 
 
-def test_worker_setup_failure_stops_the_build(inputs, tmp_path):
+def test_worker_setup_failure_stops_the_build(inputs, tmp_path, client):
     table, _ = inputs
     folder = tmp_path / "broken"
+    # On the long-lived cluster whose workers already built their detectors for other builds.
     with pytest.raises(faces.cluster.WorkerFailed, match=SETUP_FAILURE):
-        faces.build_cache(table.head(4), folder, workers=2, chunk_size=2, progress=False,
+        faces.build_cache(table.head(4), folder, chunk_size=2, progress=False, scheduler=client,
                           worker_initializer=_fail_worker_setup)
     assert not list((folder / "chunks").glob("*.parquet"))
 

@@ -227,7 +227,8 @@ def test_cli_on_real_photos_and_video_with_the_default_weights(demo, tmp_path) -
     args += ["--output", str(output), "--json", "--stride", "30", "--max-frames", "61"]
     completed = _run_cli(args, tmp_path)
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert "reference C3AE v89" in completed.stderr  # default weights are announced
+    assert "using the course's model c3ae-utkface" in completed.stderr  # default weights are announced
+    assert "--weights reference-v89" in completed.stderr  # with the way back to the reference's
     assert "missing.jpg: file not found" in completed.stderr
     assert "notes.jpg: not a readable image" in completed.stderr
     summary = json.loads(completed.stdout)

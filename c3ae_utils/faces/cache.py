@@ -352,7 +352,10 @@ def _use_one_thread_per_library() -> None:
 def _chunk_detector(job: _ChunkJob) -> Detector:
     """This thread's detector for `job`'s options, built, warmed up and followed by the job's
     `worker_initializer` the first time (an exception there fails the chunk, and the build)."""
-    key = json.dumps(job.detector_options, sort_keys=True, default=str)
+    initializer = job.worker_initializer
+    # A new initializer on a long-lived worker (an existing cluster) runs too: it is part of the key.
+    key = json.dumps([job.detector_options, getattr(initializer, "__module__", None),
+                      getattr(initializer, "__qualname__", None)], sort_keys=True, default=str)
     detectors = getattr(_THREAD_STATE, "detectors", None)
     if detectors is None:
         detectors = _THREAD_STATE.detectors = {}

@@ -666,8 +666,9 @@ def reference_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
 def shipped_models_dir() -> Path:
     """The folder of the shipped models: the checkout's `models/` when running from one, else
     the installed package data `c3ae_utils.models` (the same files, copied by pip)."""
-    checkout = Path(__file__).resolve().parents[1] / "models"
-    if checkout.is_dir():
+    root = Path(__file__).resolve().parents[1]
+    checkout = root / "models"
+    if (root / "pyproject.toml").is_file() and checkout.is_dir():  # not some site-packages/models
         return checkout
     from importlib import resources  # only for installed packages
 

@@ -47,6 +47,8 @@ DRIVE_MOUNT = CONTENT / "drive"
 COURSE_HOME = "MyDrive/c3ae-course"  # the course's folder inside Drive (c3ae_utils.colab)
 METADATA_TABLES = ("utkface", "fgnet", "wiki")  # what notebook 01 writes
 CACHED_DATASETS = ("utkface", "fgnet")  # the face caches notebook 03 needs from notebook 02
+# The installed package's default weights: the shipped model, loaded (signature checked) from its own copy.
+SHIPPED_MODEL_CHECK = "from c3ae_utils import network; network.load_model(); print(network.resolve_weights(None))"
 PREINSTALLED_ONLY = re.compile(r"^(tensorflow|tf_keras|keras|opencv)")  # Colab's own; never installed again
 NOTEBOOK_TIMEOUT_S = 900  # a whole notebook, its install included
 CELL_TIMEOUT_S = 600
@@ -426,5 +428,10 @@ def test_notebooks_01_and_03_in_new_colab_runtimes(colab: Colab, mirror: Path, f
     _check_runtime(colab, runtime, NOTEBOOKS[1])
     metrics = json.loads((colab.home / "artifacts" / "metrics" / "encoding_check.json").read_text())
     assert metrics["cache"] == faces.cache_name("utkface", small), f"notebook 03 did not use the cache on Drive: {metrics}"
+    shipped = colab.timings.run("03: shipped model", [str(runtime.python), "-c", SHIPPED_MODEL_CHECK],
+                                env=runtime.environment, cwd=runtime.content)
+    assert shipped.returncode == 0, shipped.stderr[-2000:]
+    installed = Path(shipped.stdout.strip().splitlines()[-1])  # the default weights come with the install
+    assert installed.name == "c3ae_utkface.keras" and installed.is_file() and REPO not in installed.parents, installed
     _end_runtime()
     shutil.rmtree(colab.home / "data" / "raw")  # 220 MB of photos; pytest keeps the last three runs' folders

@@ -231,6 +231,7 @@ def _finished_chunks(folder: Path) -> list[Path]:
     return sorted((folder / "chunks").glob("chunk-*.parquet"))
 
 
+@pytest.mark.slow  # a Dask cluster in a subprocess, 400 photos: 15-35 s on 2 cores
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_ctrl_c_stops_the_build_at_once_and_says_what_it_kept(workspace: Path, tmp_path: Path) -> None:
     # 400 photos (200 chunks, 20 s or more of work): on a loaded machine 40 photos could all be
@@ -263,6 +264,7 @@ def test_ctrl_c_stops_the_build_at_once_and_says_what_it_kept(workspace: Path, t
     assert not _gone_within(children, 5), "no worker outlives the build"
 
 
+@pytest.mark.slow  # a Dask cluster in a subprocess: 15-35 s on 2 cores
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes from /proc")
 def test_workers_end_when_the_builder_is_killed(sample: pd.DataFrame, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

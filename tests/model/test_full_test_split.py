@@ -28,6 +28,7 @@ def test_split_cache(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return faces.load_cache(folder)
 
 
+@pytest.mark.slow  # 3,318 photos through MTCNN: a minute or two on 2 cores
 def test_the_card_reproduces_on_the_whole_test_split(test_split_cache: faces.FaceCache) -> None:
     card = json.loads((MODELS / release.CARD_JSON).read_text())
     measured = evaluation.evaluate("c3ae-utkface", test_split_cache, "test")

@@ -72,8 +72,9 @@ results: setup
 
 # Package a trained run as the shipped model (models/: .keras, float16 TFLite, model card).
 RUN ?= utkface-kl-e40
+TRAINED_AT ?= unknown
 release: setup
-	$(PY) -m c3ae_utils.release --run $(RUN) --fgnet-cache fgnet --small-cache utkface-n200
+	$(PY) -m c3ae_utils.release --run $(RUN) --fgnet-cache fgnet --small-cache utkface-n200 --trained-at-commit $(TRAINED_AT)
 
 clean:
 	rm -rf artifacts data/cache figures/generated .pytest_cache

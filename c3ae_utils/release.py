@@ -113,8 +113,10 @@ def _files(folder: Path, model: Any) -> dict[str, Any]:
 
 
 def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
-            small_cache: str | None = None, folder: Path | None = None) -> dict[str, Any]:
-    """Package `run` (a run name or folder) as the shipped model; returns the card's data."""
+            small_cache: str | None = None, folder: Path | None = None,
+            trained_at_commit: str = "unknown") -> dict[str, Any]:
+    """Package `run` (a run name or folder) as the shipped model; returns the card's data.
+    `trained_at_commit`: the commit of the code that trained the run (runs do not record it)."""
     folder = paths.ensure_dir(folder or network.shipped_models_dir())
     weights = network.resolve_weights(run)
     config = evaluation.read_json(weights.parent / "config.json")
@@ -122,7 +124,8 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
     faces = face_cache.load_cache(cache)
     started = time.strftime("%Y-%m-%d")
     card = {
-        "name": NAME, "date": started, "released_at_commit": _git_commit(),
+        "name": NAME, "date": started, "trained_at_commit": trained_at_commit,
+        "released_at_commit": _git_commit(),
         "run": weights.parent.name, "training": config,
         "training_command": _training_command(config),
         "parameters": int(model.count_params()),
@@ -178,8 +181,8 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"Run `{card['run']}`: `{card['training_command']}` on the UTKFace face cache "
         f"(`c3ae cache build-cache --dataset utkface`), train split only ({card['data']['faces']['train']:,} faces; "
         f"validation {card['data']['faces']['val']:,}, test {card['data']['faces']['test']:,}; split stratified by age "
-        "decade, seed 0). The checkpoint kept is the epoch with the lowest validation MAE. Packaged at commit "
-        f"`{card['released_at_commit']}` on {card['date']}.", "",
+        "decade, seed 0). The checkpoint kept is the epoch with the lowest validation MAE. Trained at commit "
+        f"`{card['trained_at_commit']}`, packaged at `{card['released_at_commit']}` on {card['date']}.", "",
         "## Licence of the training data, inherited by the weights", "", card["licence"], "",
         "## Results (UTKFace, MAE in years)", "",
         "| split | faces | MAE (age head) | MAE (expected age) | CS(5) | MAE with flip averaging |",
@@ -233,6 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--fgnet-cache", default=None, help="FG-NET cache for the cross-dataset line")
     parser.add_argument("--small-cache", default=None, help="the course's small UTKFace cache (utkface-n200)")
     parser.add_argument("--folder", type=Path, default=None, help="where to write (default: models/)")
+    parser.add_argument("--trained-at-commit", default="unknown", help="commit of the code that trained the run")
     return parser
 
 
@@ -240,7 +244,7 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m c3ae_utils.release --run NAME ...`: package, then print the card's test MAE."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    card = release(args.run, args.cache, args.fgnet_cache, args.small_cache, args.folder)
+    card = release(args.run, args.cache, args.fgnet_cache, args.small_cache, args.folder, args.trained_at_commit)
     print(f"{card['name']}: test MAE {card['test']['plain']['mae']:.3f} "
           f"(flip {card['test']['flip']['mae']:.3f}), files {card['files']}")
     return 0

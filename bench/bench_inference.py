@@ -1,6 +1,7 @@
 """Batch-1 latency and batch-256 throughput of C3AE: Keras, TFLite and ONNX Runtime side by side.
 
-    python bench/bench_inference.py                  # the reference v89 weights (SE, 53,993 params)
+    python bench/bench_inference.py                  # the shipped model, models/ (SE, 53,993 params)
+    python bench/bench_inference.py --weights reference-v89   # the reference's weights (same network)
     python bench/bench_inference.py --weights fresh  # a freshly built model (weights don't change speed)
     python bench/bench_inference.py --threads 2 --repeats 100
 
@@ -31,7 +32,7 @@ def load_bench_model(weights: str):
     """The model to time: `fresh` builds one (SE, white norm), anything else goes to network.load_model."""
     if weights == "fresh":
         return network.build_c3ae(), "build_c3ae() (fresh weights)"
-    path = network.resolve_weights(None if weights == "reference" else weights)
+    path = network.resolve_weights(weights)
     return network.load_model(path), path.name
 
 
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "--weights", default="reference", help="'reference', 'fresh', a run or a file"
+        "--weights", default=network.DEFAULT_WEIGHTS,
+        help="c3ae-utkface (the shipped model, default), reference-v89, 'fresh', a run or a file"
     )
     parser.add_argument(
         "--threads", type=int, default=os.cpu_count(), help="CPU threads per backend"

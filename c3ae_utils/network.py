@@ -650,7 +650,7 @@ def _verify_reference(path: Path) -> Path:
     return path
 
 
-def reference_weights_path(name: str = DEFAULT_WEIGHTS) -> Path:
+def reference_weights_path(name: str = "reference-v89") -> Path:
     """The file of reference weights `name` (a key of `REFERENCE_WEIGHTS` or its file name),
     fetched with `datasets.fetch("reference")` on first use and checked against its
     published SHA-256 on every use (ValueError when it differs)."""

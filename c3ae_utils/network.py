@@ -666,16 +666,12 @@ def reference_weights_path(name: str = "reference-v89") -> Path:
 def shipped_models_dir() -> Path:
     """The folder of the shipped models: the checkout's `models/` when running from one, else
     the installed package data `c3ae_utils.models` (the same files, copied by pip)."""
-    root = Path(__file__).resolve().parents[1]
-    checkout = root / "models"
-    if (root / "pyproject.toml").is_file() and checkout.is_dir():  # not some site-packages/models
+    package = Path(__file__).resolve().parent
+    checkout = package.parent / "models"
+    if (package.parent / "pyproject.toml").is_file() and checkout.is_dir():  # not some site-packages/models
         return checkout
-    from importlib import resources  # only for installed packages
-
-    try:
-        return Path(str(resources.files("c3ae_utils.models")))
-    except ModuleNotFoundError:  # neither: `shipped_weights_path` says the file is missing
-        return checkout
+    installed = package / "models"  # where pip puts them (pyproject maps models/ to c3ae_utils.models)
+    return installed if installed.is_dir() else checkout  # neither: the error names the checkout's
 
 
 def shipped_weights_path(name: str = "c3ae-utkface") -> Path:

@@ -77,3 +77,11 @@ def test_c3ae_predict_without_weights_uses_the_shipped_model(utkface_cache, tmp_
     assert summary["weights"] == "c3ae_utkface"
     assert summary["results"][0]["num_faces"] == 1 and 0 < summary["results"][0]["faces"][0]["age"] < 110
     assert "c3ae-utkface" in done.stderr  # says which model it used and how to get the reference's
+
+
+def test_the_shipped_files_are_in_git() -> None:
+    """*.keras and *.tflite are ignored elsewhere; the shipped pair must still be committed."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "models"], capture_output=True, text=True,
+                            check=True).stdout.split()
+    assert {f"models/{release.KERAS_FILE}", f"models/{release.TFLITE_FILE}", "models/README.md",
+            f"models/{release.CARD_JSON}"} <= set(listed), listed

@@ -209,6 +209,13 @@ def _running(pid: int) -> bool:
     return state not in {"Z", "X"}
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """In the child before exec: SIGINT handled and unblocked, as in a terminal's foreground job
+    (a CI job started with `&` ignores it, and children inherit that)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 def _wait_for(condition: Callable[[], bool], process: subprocess.Popen, timeout: float, log: Path) -> None:
     """Poll `condition` until it holds; fail (with the process's stderr) if it ends or times out."""
     deadline = time.monotonic() + timeout
@@ -245,6 +252,7 @@ def test_ctrl_c_stops_the_build_at_once_and_says_what_it_kept(workspace: Path, t
             [sys.executable, "-m", "c3ae_utils.faces", "build-cache", "--dataset", "utkface",
              "--chunk-size", str(CHUNK), "--workers", "2", "--name", "stopped"],
             stdout=subprocess.DEVNULL, stderr=stderr, cwd=REPO, start_new_session=True,
+            preexec_fn=_sigint_as_in_a_terminal,
         )
     folder = workspace / "stopped"
     _wait_for(lambda: bool(_finished_chunks(folder)), builder, 180, log)

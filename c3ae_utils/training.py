@@ -69,7 +69,7 @@ import pandas as pd
 from keras import ops
 from tqdm.auto import tqdm
 
-from c3ae_utils import age_encoding, cli, datasets, network, paths, runtime
+from c3ae_utils import age_encoding, cli, datasets, network, paths, runtime, shapes
 from c3ae_utils.faces import cache as face_cache
 from c3ae_utils.losses import (  # noqa: F401  (re-exported: training.AgeL1Loss etc. as before)
     EPSILON,
@@ -334,7 +334,25 @@ def compile_model(
         jit_compile=jit_compile,
         steps_per_execution=steps_per_execution,
     )
+    _build_training_state(model)
     return model
+
+
+def _build_training_state(model: keras.Model) -> None:
+    """Create the loss trackers', metrics' and optimizer's variables now, from one blank face.
+
+    Without a distribution strategy Keras creates them inside the first traced training step,
+    and TensorFlow traces a step that creates variables twice (about 3 s of every run on CPU).
+    The updates this makes to the metrics are reset: fit and evaluate start from zero.
+    """
+    faces = np.zeros((1, *shapes.CROPS_SHAPE), np.float32)
+    targets = {"age": np.zeros((1, 1), np.float32),
+               "distribution": np.zeros((1, age_encoding.NUM_BINS), np.float32)}
+    predictions = model(faces, training=False)
+    model.compute_loss(x=faces, y=targets, y_pred=predictions, training=False)
+    model.compute_metrics(faces, targets, predictions, sample_weight=None)
+    model.reset_metrics()
+    model.optimizer.build(model.trainable_variables)
 
 
 class EpochClock(keras.callbacks.Callback):

@@ -42,11 +42,12 @@ run-all: setup
 	$(PY) -m c3ae_utils.datasets check-access utkface
 	$(PY) -m c3ae_utils.course $(if $(filter 1 true True yes,$(SMALL_RUN)),--small,)
 
-# Two pytest-xdist workers, a test file at a time (the notebooks, all in one file, run in order).
+# Two pytest-xdist workers, a test file at a time (the notebooks, all in one file, run in order),
+# handed out in the order tests/conftest.py sorts them (not xdist's largest-file-first).
 TEST_WORKERS ?= 2
 
 test: setup
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --ignore=tests/browser --ignore=tests/solutions --ignore=tests/colab --ignore=tests/model $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder --ignore=tests/browser --ignore=tests/solutions --ignore=tests/colab --ignore=tests/model $(PYTEST_ARGS)
 
 # The slow learner's-eye checks, kept out of `make test`: JupyterLab driven in Debian's chromium
 # (apt-get install chromium), every solution in solutions/ after the notebooks they build on, and

@@ -25,13 +25,19 @@ CACHED_DATASETS = ("utkface", "fgnet")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need the shared face caches are slow: the first builds them (about 45 s on
-    2 cores), and those tests train, fine-tune or run notebooks on them. The notebook tests
-    (the longest file, about 3 minutes) go first, so an xdist worker starts on them at once."""
+    """Tests that need the shared face caches are slow: the first builds them (about 50 s on
+    one core), and those tests train, fine-tune or run notebooks on them.
+
+    The order is the schedule of `make test` (xdist `--dist loadfile --no-loadscope-reorder`
+    hands out files in this order): the notebooks first (the longest file, about 4 minutes,
+    whose worker builds the caches before them), then the files that need no cache (the other
+    worker runs them meanwhile), then the rest.
+    """
     for item in items:
         if "face_caches" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.get_closest_marker("notebook") is None)  # stable sort
+    needs_cache = {item.path for item in items if "face_caches" in getattr(item, "fixturenames", ())}
+    items.sort(key=lambda item: (item.get_closest_marker("notebook") is None, item.path in needs_cache))
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +62,7 @@ def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def face_caches(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The small run's real face caches (`course.SMALL`) (UTKFace and FG-NET, `MAX_IMAGES` photos each,
-    through MTCNN, alignment and crops), built once per test run: the folder to use as
+    through MTCNN, alignment and crops), built once per test run (a finished cache is reused): the folder to use as
     `C3AE_CACHE_DIR`. The course notebooks read the same caches (notebook 02 finds them
     built: its tables are the same), so the detector runs on these photos once."""
     from c3ae_utils import course, datasets, faces
@@ -71,11 +77,10 @@ def face_caches(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
             table = datasets.load_metadata(dataset)
             table["split"] = datasets.protocol_split(table, dataset, seed=0)
             tables[dataset] = datasets.subsample(table, count, seed=0)
-        if not all(faces.is_finished(folder / faces.cache_name(dataset, count)) for dataset in tables):
-            with faces.cluster.connect(2, None) as (client, _):  # one local Dask cluster for both
-                for dataset, table in tables.items():
-                    faces.build_cache(table, folder / faces.cache_name(dataset, count), progress=False,
-                                      scheduler=client)
+        for dataset, table in tables.items():
+            # In this process: the other worker runs the files that need no cache meanwhile
+            # (a Dask cluster would take both cores, plus its workers' start-up).
+            faces.build_cache(table, folder / faces.cache_name(dataset, count), progress=False, workers=1)
     return folder
 
 

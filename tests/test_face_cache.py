@@ -1,9 +1,9 @@
 """faces.build_cache: on a Dask cluster, bad input logged, resumable, identical on any cluster.
 
 Sample: 18 real UTKFace images, 3 real FG-NET photos and 10 generated problem files (31 rows,
-chunks of 6). The reference build runs in this process; the others run on Dask clusters (a
-local one the builder starts, and an existing one reached by its address) and must give the
-same bytes, also when interrupted and resumed, and when a worker is killed mid-chunk.
+chunks of 6). The reference build runs in this process; the others run on an existing Dask
+cluster of two workers (reached by its client or its address) and must give the same bytes,
+also when interrupted and resumed, and when a worker is killed mid-chunk.
 Interruptions come from the caller's side, the way a user makes them: a progress callback
 that raises (like Ctrl-C), a worker initializer that fails, a SIGKILLed worker process; the
 package has no test hooks.
@@ -138,10 +138,12 @@ def test_cache_holds_crops_table_and_failures(reference_cache, inputs):
     assert yields.loc["test", "images"] == len(table) and yields.loc["test", "faces cached"] == len(cache)
 
 
-def test_a_local_cluster_of_two_builds_the_same_bytes(reference_cache, inputs, tmp_path):
+def test_a_cluster_of_two_builds_the_same_bytes(reference_cache, inputs, tmp_path, client):
+    # The cluster a build starts itself (`workers=2`) is the same `faces.cluster.local_cluster`;
+    # the Ctrl-C and killed-builder tests (test_cache_errors.py) start one that way.
     table, _ = inputs
     reported: list[int] = []
-    folder = faces.build_cache(table, tmp_path / "local", workers=2, chunk_size=CHUNK, progress=False,
+    folder = faces.build_cache(table, tmp_path / "local", chunk_size=CHUNK, progress=False, scheduler=client,
                                on_chunk_done=reported.append)
     assert sorted(reported) == list(range(-(-len(table) // CHUNK)))  # every chunk once
     assert _digests(folder) == _digests(reference_cache)

@@ -185,6 +185,30 @@ def test_landmarks_are_ordered_left_eye_right_eye_nose_mouth(utk_detections):
         assert max(left_eye[1], right_eye[1]) < nose[1] < min(mouth_left[1], mouth_right[1])
 
 
+def _same_faces(first: list[faces.Face], second: list[faces.Face]) -> bool:
+    return len(first) == len(second) and all(
+        np.array_equal(a.box, b.box) and np.array_equal(a.landmarks, b.landmarks) and a.confidence == b.confidence
+        for a, b in zip(first, second, strict=True)
+    )
+
+
+def test_compiled_networks_find_the_same_faces_as_mtcnns_eager_calls(utkface, fgnet, detector):
+    """The default detector runs MTCNN's networks as graphs; mtcnn's own eager calls must give
+    the same faces bit for bit (photos of many sizes, a face-less one, a batch)."""
+    photos = pd.concat([datasets.subsample(utkface, 12, seed=7), datasets.subsample(fgnet, 8, seed=7)])
+    images = [faces.read_image(path) for path in photos["path"]]
+    images.append(np.full((120, 160, 3), 90, np.uint8))  # no face: every stage ends empty
+    eager = faces.Detector(compiled=False)
+    assert type(eager.mtcnn.stages[0].model).__module__.startswith("mtcnn"), "eager: mtcnn's own network"
+    assert not type(detector.mtcnn.stages[0].model).__module__.startswith("mtcnn"), "the default is compiled"
+    singles = [detector.detect(image) for image in images]
+    assert sum(bool(found) for found in singles) >= 19 and not singles[-1]
+    for image, found in zip(images, singles, strict=True):
+        assert _same_faces(found, eager.detect(image))
+    batched = detector.detect_batch(images[:12])  # the 200x200 UTKFace photos: one batch
+    assert all(_same_faces(a, b) for a, b in zip(batched, eager.detect_batch(images[:12]), strict=True))
+
+
 # --------------------------------------------------------------------------------------
 # Alignment, crops, pose
 # --------------------------------------------------------------------------------------

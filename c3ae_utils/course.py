@@ -52,7 +52,7 @@ class Size:
 
 
 SMALL = Size(small_run=True, max_images=200, epochs=10, batch_size=8, fine_tune_epochs=2,
-             fine_tune_batch_size=32, num_folds=2, max_frames=60, parity_faces=200, latency_repeats=10)
+             fine_tune_batch_size=32, num_folds=2, max_frames=60, parity_faces=200, latency_repeats=3)
 FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tune_epochs=5,
             fine_tune_batch_size=32, num_folds=None, max_frames=None, parity_faces=1000, latency_repeats=100)
 

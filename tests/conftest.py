@@ -1,9 +1,10 @@
 """Shared fixtures: the real data mirror, one set of real face caches, and the notebook runner.
 
 Under pytest-xdist (`make test`: two workers, `--dist loadfile`) each test module stays on
-one worker, so module fixtures (a trained run, exported models) are made once and the
-notebooks (all in test_notebooks.py) run once, in order. The face caches are built once per
-test run, in a folder every worker shares, behind a file lock.
+one worker, so module fixtures (a trained run, exported models) are made once; notebooks
+01-04 (test_notebooks.py) and 05-07 (test_notebooks_training.py) run on the two workers at
+once, each notebook after the ones it reads. The face caches are built once per test run, in
+a folder every worker shares, behind a file lock.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ if "C3AE_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
     os.environ["C3AE_DATA_MIRROR"] = str(DEFAULT_MIRROR)
 
 CACHED_DATASETS = ("utkface", "fgnet")
+FIRST_FILE = "test_notebooks_training.py"  # the longest test file (see pytest_collection_modifyitems)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -29,15 +31,16 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     one core), and those tests train, fine-tune or run notebooks on them.
 
     The order is the schedule of `make test` (xdist `--dist loadfile --no-loadscope-reorder`
-    hands out files in this order): the notebooks first (the longest file, about 4 minutes,
+    hands out files in this order): notebooks 05-07 first (the longest file, about 3 minutes,
     whose worker builds the caches before them), then the files that need no cache (the other
-    worker runs them meanwhile), then the rest.
+    worker runs them meanwhile), then notebooks 01-04 and the other files that need a cache.
     """
     for item in items:
         if "face_caches" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
     needs_cache = {item.path for item in items if "face_caches" in getattr(item, "fixturenames", ())}
-    items.sort(key=lambda item: (item.get_closest_marker("notebook") is None, item.path in needs_cache))
+    items.sort(key=lambda item: (item.path.name != FIRST_FILE, item.path in needs_cache,
+                                 item.get_closest_marker("notebook") is None))
 
 
 @pytest.fixture(scope="session")
@@ -112,24 +115,27 @@ def workspace(face_caches: Path, utkface_cache, tmp_path_factory: pytest.TempPat
     patch.undo()
 
 
+# The notebooks whose outputs a notebook reads (course.MissingInput names them); the face
+# caches of notebook 02 come from the `face_caches` fixture, which notebook 02 finds built.
+PREREQUISITES = {"02": ("01",), "03": ("01",), "06": ("05",), "07": ("05",)}
+
+
 class CourseRun:
-    """Runs the course notebooks in order, once each per test session, in a private artifacts dir."""
+    """Runs course notebooks, once each per test session, in a private artifacts dir."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.executed: dict[str, Path] = {}
 
     def run(self, prefix: str) -> Path:
-        """Execute every notebook up to `prefix` (once) and return the executed copy of `prefix`."""
+        """Execute notebook `prefix` after its prerequisites (each once); its executed copy."""
         from c3ae_utils import course
 
-        for notebook in course.list_notebooks():
-            key = notebook.name[:2]
-            if key not in self.executed:
-                self.executed[key] = course.run_notebook(notebook, small_run=True)
-            if key == prefix:
-                return self.executed[key]
-        raise ValueError(f"No notebook with prefix {prefix!r}.")
+        for earlier in PREREQUISITES.get(prefix, ()):
+            self.run(earlier)
+        if prefix not in self.executed:
+            self.executed[prefix] = course.run_notebook(course.find_notebook(prefix), small_run=True)
+        return self.executed[prefix]
 
 
 @pytest.fixture(scope="session")

@@ -233,6 +233,7 @@ def test_cli_on_real_photos_and_video_with_the_default_weights(demo, tmp_path) -
     assert "notes.jpg: not a readable image" in completed.stderr
     summary = json.loads(completed.stdout)
     assert summary == json.loads((output / "predictions.json").read_text())
+    assert summary["weights"] == "c3ae_utkface"  # the shipped model (models/), no training, no --weights
     results = {Path(result["input"]).name: result for result in summary["results"]}
     assert results["two_people.jpg"]["num_faces"] == 2
     assert results["multiface.jpg"]["num_faces"] >= 5

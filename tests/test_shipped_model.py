@@ -1,14 +1,13 @@
 """The course's shipped model (`models/`): it loads without training anything, has the C3AE
 signature, is the default of every entry point, its float16 TFLite twin agrees with it, and
 its model card states what it scores (the test rows of the small cache, measured here;
-the full test split is checked by `make test-course`, tests/model/)."""
+the full test split is checked by `make test-course`, tests/model/). `c3ae predict` without
+`--weights` using it is checked with the rest of the command (test_inference.py)."""
 
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -65,18 +64,6 @@ def test_the_model_card_is_rendered_from_its_numbers(card) -> None:
     assert "non-commercial research" in text and card["training_command"] in text
     assert f"{card['test']['plain']['mae']:.2f}" in text
     assert {"by_decade", "by_gender", "by_race"} <= set(card["test_groups"])
-
-
-def test_c3ae_predict_without_weights_uses_the_shipped_model(utkface_cache, tmp_path) -> None:
-    photo = tmp_path / "face.jpg"
-    shutil.copy(utkface_cache.table["path"].iloc[0], photo)
-    done = subprocess.run([sys.executable, "-m", "c3ae_utils.cli", "predict", str(photo), "--json",
-                           "--output", str(tmp_path / "out")], capture_output=True, text=True, cwd=REPO)
-    assert done.returncode == 0, done.stderr
-    summary = json.loads(done.stdout)
-    assert summary["weights"] == "c3ae_utkface"
-    assert summary["results"][0]["num_faces"] == 1 and 0 < summary["results"][0]["faces"][0]["age"] < 110
-    assert "c3ae-utkface" in done.stderr  # says which model it used and how to get the reference's
 
 
 def test_the_shipped_files_are_in_git() -> None:

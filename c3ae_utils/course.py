@@ -44,6 +44,7 @@ class Size:
     max_frames: int | None  # 07: video frames read from the demo clip (None: all)
     parity_faces: int  # 07: real faces for the export parity check
     latency_repeats: int  # 07: timed calls per backend
+    benchmark_batch_size: int  # 07: faces per call of the throughput measurement
 
     @property
     def label(self) -> str:
@@ -52,9 +53,11 @@ class Size:
 
 
 SMALL = Size(small_run=True, max_images=200, epochs=10, batch_size=8, fine_tune_epochs=2,
-             fine_tune_batch_size=32, num_folds=2, max_frames=60, parity_faces=200, latency_repeats=3)
+             fine_tune_batch_size=32, num_folds=2, max_frames=60, parity_faces=200, latency_repeats=3,
+             benchmark_batch_size=64)
 FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tune_epochs=5,
-            fine_tune_batch_size=32, num_folds=None, max_frames=None, parity_faces=1000, latency_repeats=100)
+            fine_tune_batch_size=32, num_folds=None, max_frames=None, parity_faces=1000, latency_repeats=100,
+            benchmark_batch_size=256)
 
 # About how long each notebook takes on a 2-core CPU (minutes; small run, full run): the small
 # runs measured with `python -m c3ae_utils.course --small` (face caches built), the full runs as

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,15 @@ def client() -> Iterator[Client]:
         yield connected
 
 
+def _wait_until_idle(client: Client, timeout: float = 60.0) -> None:
+    """Until no worker runs a task: a worker thread cannot be interrupted, so a chunk that was
+    running when its build stopped finishes and writes its files (atomically) after the stop."""
+    deadline = time.monotonic() + timeout
+    while any(client.run(lambda dask_worker: dask_worker.state.executing_count).values()):
+        assert time.monotonic() < deadline, "a worker is still running a task"
+        time.sleep(0.05)
+
+
 def _digests(folder: Path) -> dict[str, str]:
     return {
         str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
@@ -160,6 +170,7 @@ def test_an_interrupted_build_resumes_on_the_cluster_to_the_same_bytes(reference
         faces.build_cache(table, folder, chunk_size=CHUNK, progress=False, scheduler=client.scheduler.address,
                           on_chunk_done=stop_after_first_chunk)
     client.cancel(list(client.futures.values()))  # nothing of that build is still queued
+    _wait_until_idle(client)  # a chunk already running when the build stopped still finishes
     assert not (folder / "manifest.parquet").exists()
     num_chunks = -(-len(table) // CHUNK)
     missing = [i for i in range(num_chunks) if not (folder / "chunks" / f"chunk-{i:05d}.parquet").exists()]

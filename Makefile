@@ -42,7 +42,7 @@ run-all: setup
 	$(PY) -m c3ae_utils.datasets check-access utkface
 	$(PY) -m c3ae_utils.course $(if $(filter 1 true True yes,$(SMALL_RUN)),--small,)
 
-# Two pytest-xdist workers, a test file at a time (the notebooks, all in one file, run in order),
+# Two pytest-xdist workers, a test file at a time (each notebook file runs its notebooks in order),
 # handed out in the order tests/conftest.py sorts them (not xdist's largest-file-first).
 TEST_WORKERS ?= 2
 

@@ -622,8 +622,7 @@ def _load_last(model: keras.Model, folder: Path, epoch: int) -> None:
     """Give `model` the weights and optimizer state (moments, step count, loss scale) of
     last.keras; the model itself is rebuilt so it gets this session's precision policy."""
     logger.info("Resuming %s after epoch %d.", folder.name, epoch)
-    model.optimizer.build(model.trainable_variables)
-    last = folder / "last.keras"
+    last = folder / "last.keras"  # the optimizer's variables exist already (compile_model built them)
     try:
         model.load_weights(last)
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:

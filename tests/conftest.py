@@ -27,7 +27,7 @@ FIRST_FILE = "test_notebooks_training.py"  # the longest test file (see pytest_c
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that need the shared face caches are slow: the first builds them (about 50 s on
+    """Tests that need the shared face caches are slow: the first builds them (about 25 s on
     one core), and those tests train, fine-tune or run notebooks on them.
 
     The order is the schedule of `make test` (xdist `--dist loadfile --no-loadscope-reorder`
@@ -35,10 +35,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     whose worker builds the caches before them), then the files that need no cache (the other
     worker runs them meanwhile), then notebooks 01-04 and the other files that need a cache.
     """
-    for item in items:
-        if "face_caches" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.slow)
-    needs_cache = {item.path for item in items if "face_caches" in getattr(item, "fixturenames", ())}
+    cached = [item for item in items if "face_caches" in getattr(item, "fixturenames", ())]
+    for item in cached:
+        item.add_marker(pytest.mark.slow)
+    needs_cache = {item.path for item in cached}
     items.sort(key=lambda item: (item.path.name != FIRST_FILE, item.path in needs_cache,
                                  item.get_closest_marker("notebook") is None))
 

@@ -119,9 +119,10 @@ def _build_mtcnn(compiled: bool = True) -> Any:
     from mtcnn import MTCNN
 
     detector = MTCNN()
-    for stage in detector.stages if compiled else ():
-        if getattr(stage, "_model", None) is not None:  # mtcnn 1.0.0 keeps each network there, unexposed
-            stage._model = _GraphNetwork(stage._model)
+    if compiled:
+        for stage in detector.stages:
+            if getattr(stage, "_model", None) is not None:  # mtcnn 1.0.0 keeps each network there, unexposed
+                stage._model = _GraphNetwork(stage._model)
     return detector
 
 

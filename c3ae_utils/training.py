@@ -20,10 +20,10 @@ The losses and metrics themselves live in `c3ae_utils.losses` (re-exported here)
 | --- | --- |
 | `config.json` | every setting of `TrainConfig`, with the cache and run names resolved |
 | `history.csv` | one row per epoch: losses, `age_mae`, `val_age_mae`, ..., `learning_rate`, `seconds` |
-| `best.keras` | the model of the epoch with the lowest validation age MAE |
+| `best.keras` | the model of the epoch with the lowest validation age MAE (the last epoch with `train_on_val`) |
 | `last.keras` | the model and its optimizer state after the last finished epoch |
 | `resume.json` | the epoch reached, the state of the callbacks and the SHA-256 of its `last.keras`, for `resume=True` |
-| `metrics.json` | validation MAE of `best.keras` (`val_mae`: age head; `val_expected_mae`: expectation over the bins), `best_epoch`, `epochs`, `seconds`, training samples/s (overall and after epoch 1) |
+| `metrics.json` | validation MAE of `best.keras` (`val_mae`: age head; `val_expected_mae`: expectation over the bins), `best_epoch`, `epochs`, `seconds`, training samples/s (overall and after epoch 1), `val_trained_on` |
 | `predictions.parquet` | validation rows: `path`, `age`, `predicted_age`, `expected_age`, `p00`..`p11` |
 | `tensorboard/` | TensorBoard logs (`tensorboard --logdir <run>/tensorboard`) |
 
@@ -115,6 +115,7 @@ class TrainConfig:
     schedule: str = "cosine"  # "cosine" (to 1% of lr), "plateau" (x0.5 after patience/2 flat epochs), "constant"
     patience: int = 10  # early stopping on val_age_mae; 0 switches it off
     seed: int = 0  # weights, shuffling and augmentation
+    train_on_val: bool = False  # also train on the val split (a final model; needs patience 0, no plateau)
     augment: bool = True
     use_se: bool = True  # squeeze-and-excitation blocks
     white_norm: bool = True  # (x - 127.5) / 128 inside the model
@@ -148,6 +149,11 @@ class TrainConfig:
             raise ValueError(f"verbose must be 0, 1, 2 or 'auto'; got {self.verbose!r}.")
         if self.run_name is not None:
             check_run_name(self.run_name)
+        if self.train_on_val and (self.patience or self.schedule == "plateau"):
+            raise ValueError(
+                "train_on_val needs patience=0 and a schedule other than 'plateau': both watch the "
+                "validation MAE, which is no longer held out. Choose the epoch count on a run without it."
+            )
 
     def resolved(self) -> TrainConfig:
         """A copy with `cache_name` and `run_name` filled in."""
@@ -375,9 +381,11 @@ class RunRecorder(keras.callbacks.Callback):
     plateau callbacks saved in resume.json.
     """
 
-    def __init__(self, folder: Path, state: dict[str, Any], stateful: dict[str, keras.callbacks.Callback]):
+    def __init__(self, folder: Path, state: dict[str, Any], stateful: dict[str, keras.callbacks.Callback],
+                 keep_last: bool = False):
         super().__init__()
         self.folder = folder
+        self.keep_last = keep_last
         self.state = state
         self.stateful = stateful
         history_path = folder / "history.csv"
@@ -400,7 +408,8 @@ class RunRecorder(keras.callbacks.Callback):
         _save_model(self.model, pending)
         current = logs.get(MONITOR)
         best = self.state.get("best")
-        if current is not None and math.isfinite(current) and (best is None or current < best):
+        # With train_on_val the validation MAE is not held out: the last epoch is the one kept.
+        if current is not None and math.isfinite(current) and (best is None or current < best or self.keep_last):
             self.state.update(best=float(current), best_epoch=epoch + 1)
         self.state.update(
             epoch=epoch + 1,
@@ -458,7 +467,7 @@ def make_callbacks(
     callbacks.append(
         keras.callbacks.TensorBoard(log_dir=str(folder / "tensorboard"), write_graph=False)
     )
-    callbacks.append(RunRecorder(folder, state, stateful))
+    callbacks.append(RunRecorder(folder, state, stateful, keep_last=config.train_on_val))
     return callbacks
 
 
@@ -570,7 +579,7 @@ def _cache_command(config: TrainConfig) -> str:
 
 def _load_splits(config: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]]:
     """Crops uint8 `[m, 3, 64, 64, 3]`, ages float32 `[m]` and table rows of the train and val
-    splits of the run's face cache. FileNotFoundError saying how to build a missing cache;
+    splits of the run's face cache ("train" holds the val rows too with `train_on_val`). FileNotFoundError saying how to build a missing cache;
     ValueError for a cache without both splits."""
     folder = face_cache.cache_path(config.cache_name)
     if not face_cache.is_finished(folder):
@@ -590,6 +599,10 @@ def _load_splits(config: TrainConfig) -> dict[str, tuple[np.ndarray, np.ndarray,
                 "rows; FG-NET (all 'train') is fine-tuned with training.leave_one_subject_out instead."
             ) from None
         splits[split] = (selected.crops, selected.table["age"].to_numpy(np.float32), selected.table)
+    if config.train_on_val:
+        (train_crops, train_ages, train_table), (val_crops, val_ages, val_table) = splits["train"], splits["val"]
+        splits["train"] = (np.concatenate([train_crops, val_crops]), np.concatenate([train_ages, val_ages]),
+                           pd.concat([train_table, val_table]))
     return splits
 
 
@@ -710,13 +723,13 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
     steps = pipeline.steps_per_epoch(len(splits["train"][0]), config.batch_size)
     if state["epoch"] < config.epochs and not state.get("stopped"):
         _fit(config, folder, state, splits, steps, callbacks)
-    _finish_run(folder, state, *splits["val"], config.batch_size, steps)
+    _finish_run(folder, state, *splits["val"], config.batch_size, steps, config.train_on_val)
     return load_run(folder)
 
 
 def _finish_run(
     folder: Path, state: dict[str, Any], val_crops: np.ndarray, val_ages: np.ndarray,
-    val_table: pd.DataFrame, batch_size: int, steps: int,
+    val_table: pd.DataFrame, batch_size: int, steps: int, val_trained_on: bool = False,
 ) -> None:
     """Evaluate best.keras on the validation split; write predictions.parquet and metrics.json."""
     history = pd.read_csv(folder / "history.csv").head(state["epoch"])  # the recorded epochs
@@ -748,12 +761,14 @@ def _finish_run(
         ),
         "val_samples": len(val_ages),
         "model": best_path.name,
+        "val_trained_on": val_trained_on,  # True: the validation rows were training rows (not held out)
     }
     _write_json(folder / "metrics.json", metrics)
     state["completed"] = True
     _write_json(folder / "resume.json", state)
-    logger.info("Run %s: val MAE %.2f (expected %.2f) after %d epochs.", folder.name,
-                metrics["val_mae"], metrics["val_expected_mae"], metrics["epochs"])
+    logger.info("Run %s: val MAE %.2f (expected %.2f) after %d epochs%s.", folder.name,
+                metrics["val_mae"], metrics["val_expected_mae"], metrics["epochs"],
+                " (in-sample: the val rows were trained on)" if val_trained_on else "")
 
 
 # --------------------------------------------------------------------------------------
@@ -933,6 +948,8 @@ def build_parser() -> argparse.ArgumentParser:
     add("--schedule", choices=SCHEDULES, default=defaults.schedule)
     add("--patience", type=non_negative, default=defaults.patience, help="early stopping; 0: off")
     add("--seed", type=non_negative, default=defaults.seed)
+    add("--train-on-val", action="store_true",
+        help="also train on the validation split (the final model: needs --patience 0; keeps the last epoch)")
     add("--no-augment", dest="augment", action="store_false")
     add("--no-se", dest="use_se", action="store_false", help="no squeeze-and-excitation blocks")
     add("--no-white-norm", dest="white_norm", action="store_false")

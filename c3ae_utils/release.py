@@ -158,8 +158,26 @@ def _training_command(config: dict[str, Any]) -> str:
             words += [f"--{key.replace('_', '-')}", str(config[key])]
     if not config.get("use_se", True):
         words.append("--no-se")
+    if config.get("train_on_val"):
+        words.append("--train-on-val")
     words += ["--run-name", str(config.get("run_name"))]
     return " ".join(words)
+
+
+def _val_trained_on(card: dict[str, Any]) -> bool:
+    return bool(card["training"].get("train_on_val"))
+
+
+def _training_data(card: dict[str, Any]) -> str:
+    """The card's sentence on which faces trained the model and which checkpoint was kept."""
+    faces = card["data"]["faces"]
+    held_out = f"test {faces['test']:,}; split stratified by age decade, seed 0"
+    if _val_trained_on(card):
+        return (f"train and validation splits together ({faces['train'] + faces['val']:,} faces; {held_out}). "
+                f"The checkpoint kept is the last epoch ({card['training'].get('epochs')}), an epoch count chosen "
+                "on the validation split by a run that trained on the train split alone")
+    return (f"train split only ({faces['train']:,} faces; validation {faces['val']:,}, {held_out}). "
+            "The checkpoint kept is the epoch with the lowest validation MAE")
 
 
 def _group_rows(groups: dict[str, dict[str, Any]]) -> list[str]:
@@ -182,16 +200,16 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"outputs `age` `[batch, 1]` (years) and `distribution` `[batch, 12]`. {card['parameters']:,} parameters.", "",
         "## Training", "",
         f"Run `{card['run']}`: `{card['training_command']}` on the UTKFace face cache "
-        f"(`c3ae cache build-cache --dataset utkface`), train split only ({card['data']['faces']['train']:,} faces; "
-        f"validation {card['data']['faces']['val']:,}, test {card['data']['faces']['test']:,}; split stratified by age "
-        "decade, seed 0). The checkpoint kept is the epoch with the lowest validation MAE. Trained at commit "
+        f"(`c3ae cache build-cache --dataset utkface`), {_training_data(card)}. Trained at commit "
         f"`{card['trained_at_commit']}`, packaged at `{card['released_at_commit']}` on {card['date']}.", "",
         "## Licence of the training data, inherited by the weights", "", card["licence"], "",
         "## Results (UTKFace, MAE in years)", "",
         "| split | faces | MAE (age head) | MAE (expected age) | CS(5) | MAE with flip averaging |",
         "| --- | ---: | ---: | ---: | ---: | ---: |",
         *[f"| {label} | {scores['plain']['count']:,} | {scores['plain']['mae']:.2f} | {scores['plain']['mae_expected']:.2f} | "
-          f"{scores['plain']['cs5']:.3f} | {scores['flip']['mae']:.2f} |" for label, scores in (("validation", val), ("test", test))],
+          f"{scores['plain']['cs5']:.3f} | {scores['flip']['mae']:.2f} |" for label, scores in (
+              ("validation (trained on: not held out)" if _val_trained_on(card) else "validation", val),
+              ("test", test))],
         "",
         "The age head (W2) is what the package reports; *flip averaging* is `network.predict_ages(..., flip=True)` "
         "(the mean over the crops and their mirror images, twice the work).",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -119,15 +118,20 @@ def test_seeds_are_aggregated_by_the_runs_own_settings_not_their_names():
             {**base, **evaluation._describe_run({**config, "seed": 1}), "run": "second", "mae": 7.0},
             # the same name pattern with another loss is another setting
             {**base, **evaluation._describe_run({**config, "loss": "focal", "seed": 0}), "run": "first-focal", "mae": 5.5},
+            # trained on train + val: another setting; train_on_val=False is the setting of older runs
+            {**base, **evaluation._describe_run({**config, "train_on_val": True, "seed": 0}), "run": "final", "mae": 5.0},
+            {**base, **evaluation._describe_run({**config, "train_on_val": False, "seed": 2}), "run": "third", "mae": 6.5},
         ]
     )
     aggregated = evaluation.aggregate_seeds(rows).set_index("setting")
-    assert aggregated.loc["utkface-kl", "runs"] == 2 and aggregated.loc["utkface-focal", "runs"] == 1
+    assert aggregated.loc["utkface-kl", "runs"] == 3 and aggregated.loc["utkface-focal", "runs"] == 1
+    assert aggregated.loc["utkface-kl-trainval", "runs"] == 1
+    assert "train_on_val=True" in aggregated.loc["utkface-kl-trainval", "command"]
     assert aggregated.loc["utkface-kl", "mae_mean"] == pytest.approx(6.5)
-    assert aggregated.loc["utkface-kl", "mae_std"] == pytest.approx(math.sqrt(0.5))
+    assert aggregated.loc["utkface-kl", "mae_std"] == pytest.approx(0.5)
     assert aggregated.loc["utkface-kl", "cache"] == "utkface"
     markdown = evaluation.results_markdown(aggregated.reset_index())
-    assert "6.50 ± 0.71" in markdown and "| 2 (0, 1) |" in markdown
+    assert "6.50 ± 0.50" in markdown and "| 3 (0, 1, 2) |" in markdown
     assert "| utkface-focal |" in markdown and "loss='focal'" in markdown
     assert "FG-NET leave-one-subject-out" in markdown  # the paper's protocol is named
 

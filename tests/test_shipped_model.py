@@ -64,6 +64,12 @@ def test_the_model_card_is_rendered_from_its_numbers(card) -> None:
     assert "non-commercial research" in text and card["training_command"] in text
     assert f"{card['test']['plain']['mae']:.2f}" in text
     assert {"by_decade", "by_gender", "by_race"} <= set(card["test_groups"])
+    faces = card["data"]["faces"]
+    for together in (False, True):  # the card says which splits trained the model, and which were held out
+        text = release.model_card_markdown({**card, "training": {**card["training"], "train_on_val": together}})
+        assert ("train split only" in text) is not together
+        assert (f"together ({faces['train'] + faces['val']:,} faces" in text) is together
+        assert ("| validation (trained on: not held out) |" in text) is together
 
 
 def test_the_shipped_files_are_in_git() -> None:

@@ -223,6 +223,29 @@ def test_an_interrupted_run_resumes_to_the_same_result(uninterrupted):
     assert training.train(training.TrainConfig(resume=True, **settings)).metrics == resumed.metrics
 
 
+def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(workspace, tmp_path):
+    for wrong in ({"patience": 2}, {"patience": 0, "schedule": "plateau"}):
+        with pytest.raises(ValueError, match="train_on_val needs patience=0"):
+            training.TrainConfig(train_on_val=True, **{**BASE, **wrong})
+    config = training.TrainConfig(train_on_val=True, **{**BASE, "patience": 0}).resolved()
+    assert training.default_run_name(config).startswith(f"utkface-focal-{NUM_IMAGES}-")  # its own folder
+    held_out = training._load_splits(dataclasses.replace(config, train_on_val=False))
+    together = training._load_splits(config)
+    np.testing.assert_array_equal(together["train"][0], np.concatenate([held_out["train"][0], held_out["val"][0]]))
+    np.testing.assert_array_equal(together["train"][1], np.concatenate([held_out["train"][1], held_out["val"][1]]))
+    np.testing.assert_array_equal(together["val"][0], held_out["val"][0])
+    # The recorder keeps the last epoch even when the (now in-sample) validation MAE rose.
+    state = {"epoch": 0, "best": None, "best_epoch": None, "completed": False}
+    recorder = training.RunRecorder(tmp_path, state, {}, keep_last=True)
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.stop_training = False  # fit sets it; the recorder reads it
+    recorder.set_model(model)
+    for epoch, mae in enumerate((5.0, 6.0)):
+        recorder.on_epoch_end(epoch, {training.MONITOR: mae})
+        assert state["best_epoch"] == epoch + 1 and (tmp_path / "best.keras").is_file()
+    assert state["best"] == 6.0
+
+
 def test_the_command_line_sets_every_option():
     # `c3ae train ...` training to the end is test_training_errors' resume of a SIGINTed run.
     arguments = ["--dataset", "utkface", "--max-images", "7", "--loss", "kl", "--epochs", "1",

@@ -215,7 +215,7 @@ def w2_comparison(model: Any) -> pd.DataFrame | None:
     `table.attrs["bias"]`; None when the model has no Dense `age` layer with a [12, 1] kernel.
     """
     try:
-        layer = model.get_layer("age")
+        layer = network.core_network(model).get_layer("age")
     except ValueError:
         return None
     weights = layer.get_weights()
@@ -520,7 +520,8 @@ def _shipped_rows(caches: dict[str, Any], split: str, batch_size: int) -> list[d
         card = read_json(weights.with_suffix(".json"))
         training = card.get("training", {})
         info = {**_describe_run(training), "setting": f"{label} (shipped, models/)", "key": label,
-                "command": f"`{card.get('training_command', '?')}`, then `make release`"}
+                "command": f"`{card.get('training_command', '?')}`, then `make release`"
+                + (" (flip averaging inside)" if card.get("flip_averaging") else "")}
         rows.append(_result_row(label, info, evaluate(weights, cache, used, batch_size, name=label), used, cache))
     return rows
 

@@ -128,6 +128,17 @@ class ReverseChannels(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="c3ae")
+class MirrorCrops(keras.layers.Layer):
+    """Mirror every crop left-right: `[batch, 3, 64, 64, 3]` (axis 3 is a crop's width)."""
+
+    def call(self, inputs):
+        return ops.flip(inputs, axis=3)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+@keras.saving.register_keras_serializable(package="c3ae")
 class BinValues(keras.initializers.Initializer):
     """Initialise a `[num_bins, 1]` kernel with the bin values 0, bin_width, ... (years)."""
 
@@ -263,8 +274,29 @@ def build_c3ae(
     return keras.Model(crops, {"distribution": distribution, "age": age}, name=name)
 
 
+def with_flip_averaging(model: keras.Model) -> keras.Model:
+    """`model` wrapped to average its outputs for the crops and for their mirror images
+    (`MirrorCrops`): test-time augmentation inside the model, so a saved or exported file
+    does it too. The same weights (no new parameter) and signature; twice the compute.
+    Matches `predict_ages(model, crops, flip=True)` to float rounding."""
+    crops = keras.Input(CROPS_SHAPE, name="crops")
+    plain, mirrored = model(crops), model(MirrorCrops(name="mirror")(crops))
+    outputs = {key: keras.layers.Average(name=key, dtype="float32")([plain[key], mirrored[key]])
+               for key in ("distribution", "age")}
+    return keras.Model(crops, outputs, name=f"{model.name}_flip")
+
+
+def core_network(model: keras.Model) -> keras.Model:
+    """The C3AE network inside a `with_flip_averaging` wrapper, or `model` itself."""
+    if not any(isinstance(layer, MirrorCrops) for layer in model.layers):
+        return model
+    return next(layer for layer in model.layers if isinstance(layer, keras.Model))
+
+
 def get_branch(model: keras.Model) -> keras.Model:
-    """The shared branch (a nested `keras.Model`) of a C3AE model."""
+    """The shared branch (a nested `keras.Model`) of a C3AE model (or of the network inside
+    a `with_flip_averaging` wrapper)."""
+    model = core_network(model)
     try:
         return model.get_layer(BRANCH_NAME)
     except ValueError as error:
@@ -276,6 +308,7 @@ def get_branch(model: keras.Model) -> keras.Model:
 def branch_inputs(model: keras.Model, crops: np.ndarray, scale: int = 0) -> np.ndarray:
     """What the branch sees for crop `scale` of `crops` uint8/float32 `[n, 3, 64, 64, 3]`:
     float32 `[n, 64, 64, 3]` after the model's own channel flip and white norm."""
+    model = core_network(model)
     x = ops.convert_to_tensor(np.asarray(crops, dtype=np.float32))
     for layer_name in ("rgb_to_bgr", "white_norm"):
         if any(layer.name == layer_name for layer in model.layers):

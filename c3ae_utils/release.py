@@ -6,14 +6,15 @@ writes, into `models/` (`network.shipped_models_dir()`):
 
 | file | content |
 | --- | --- |
-| `c3ae_utkface.keras` | the run's best checkpoint without its optimizer state (inference only) |
+| `c3ae_utkface.keras` | the run's best checkpoint without its optimizer state (inference only), by default inside `network.with_flip_averaging` |
 | `c3ae_utkface_fp16.tflite` | the same model converted to float16 TFLite |
 | `c3ae_utkface.json` | where it came from and what it scores (every number of the card) |
 | `README.md` | the model card, rendered from the JSON by `model_card_markdown` |
 
 The scores are measured here, never typed in: validation and test splits of the full
-UTKFace cache with and without mirrored-crop averaging (`flip`), errors by age decade,
-gender and race on the test split, FG-NET as a cross-dataset test when its cache is given,
+UTKFace cache for the network alone (`plain`) and with mirrored-crop averaging (`flip`, what
+the shipped file computes unless `--no-flip`), errors by age decade, gender and race on the
+test split (of the shipped file), FG-NET as a cross-dataset test when its cache is given,
 and the test rows of the course's small cache (what the test suite can check without the
 full cache). The test split is never used to choose anything.
 """
@@ -60,10 +61,16 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _split_metrics(model: Any, cache: face_cache.FaceCache, split: str) -> dict[str, dict[str, Any]]:
-    """`evaluation.evaluate` metrics of one split, without ("plain") and with ("flip") mirroring."""
-    return {"flip" if flip else "plain": evaluation.evaluate(model, cache, split, flip=flip).metrics
-            for flip in (False, True)}
+def _split_metrics(model: Any, cache: face_cache.FaceCache, split: str, flip_inside: bool) -> dict[str, dict[str, Any]]:
+    """`evaluation.evaluate` metrics of one split: the network alone ("plain") and with mirrored-crop
+    averaging ("flip": `model` itself when the averaging is inside it)."""
+    return {"plain": evaluation.evaluate(network.core_network(model), cache, split).metrics,
+            "flip": evaluation.evaluate(model, cache, split, flip=not flip_inside).metrics}
+
+
+def shipped_scores(card: dict[str, Any], split: str = "test") -> dict[str, Any]:
+    """The card's scores of what the shipped file computes on `split` ("validation" or "test")."""
+    return card[split]["flip" if card.get("flip_averaging") else "plain"]
 
 
 def _scores(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -116,21 +123,25 @@ def _files(folder: Path, model: Any) -> dict[str, Any]:
 
 def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
             small_cache: str | None = None, folder: Path | None = None,
-            trained_at_commit: str = "unknown") -> dict[str, Any]:
+            trained_at_commit: str = "unknown", flip: bool = True) -> dict[str, Any]:
     """Package `run` (a run name or folder) as the shipped model; returns the card's data.
-    `trained_at_commit`: the commit of the code that trained the run (runs do not record it)."""
+    `trained_at_commit`: the commit of the code that trained the run (runs do not record it);
+    `flip`: ship the network inside `network.with_flip_averaging` (chosen on the validation split)."""
     folder = paths.ensure_dir(folder or network.shipped_models_dir())
     weights = network.resolve_weights(run)
     config = evaluation.read_json(weights.parent / "config.json")
     model = network.load_model(weights)
+    if flip:
+        model = network.with_flip_averaging(model)
     faces = face_cache.load_cache(cache)
-    val, test = (_split_metrics(model, faces, split) for split in ("val", "test"))
+    val, test = (_split_metrics(model, faces, split, flip) for split in ("val", "test"))
     started = time.strftime("%Y-%m-%d")
     card = {
         "name": NAME, "date": started, "trained_at_commit": trained_at_commit,
         "released_at_commit": _git_commit(),
         "run": weights.parent.name, "training": config,
         "training_command": _training_command(config),
+        "flip_averaging": flip,
         "parameters": int(model.count_params()),
         "files": _files(folder, model),
         "data": {"dataset": "UTKFace (aligned and cropped faces)", "cache": cache,
@@ -138,7 +149,7 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
         "licence": LICENCE,
         "validation": _scores(val),
         "test": _scores(test),
-        "test_groups": _groups(test["plain"]),  # the test split's plain evaluation, not a third pass
+        "test_groups": _groups(test["flip" if flip else "plain"]),  # the shipped file's test evaluation, not a third pass
         "fgnet": _cross_dataset(model, fgnet_cache),
         "small_test": _small_subset(model, small_cache),
     }
@@ -164,6 +175,27 @@ def _training_command(config: dict[str, Any]) -> str:
     return " ".join(words)
 
 
+def _results_table(card: dict[str, Any]) -> list[str]:
+    """The card's table of the validation and test splits: the shipped file's scores first."""
+    shipped, other = ("flip", "plain") if card.get("flip_averaging") else ("plain", "flip")
+    headers = {"flip": "MAE (flip averaging)", "plain": "MAE (the network alone)"}
+    splits = (("validation (trained on: not held out)" if _val_trained_on(card) else "validation", card["validation"]),
+              ("test", card["test"]))
+    note = ("The shipped file averages the network's outputs for the three crops and for their mirror images "
+            "(`network.with_flip_averaging`: the same weights, twice the compute); *the network alone* is "
+            "`network.core_network(model)`, what `c3ae train` saves." if card.get("flip_averaging") else
+            "The shipped file is the network alone; *flip averaging* is `network.predict_ages(..., flip=True)` "
+            "(the mean over the crops and their mirror images, twice the work).")
+    return [
+        f"| split | faces | {headers[shipped]}, shipped | MAE (expected age) | CS(5) | {headers[other]} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        *[f"| {label} | {scores[shipped]['count']:,} | {scores[shipped]['mae']:.2f} | "
+          f"{scores[shipped]['mae_expected']:.2f} | {scores[shipped]['cs5']:.3f} | {scores[other]['mae']:.2f} |"
+          for label, scores in splits],
+        "", "MAE is of the age head (W2), what the package reports. " + note,
+    ]
+
+
 def _val_trained_on(card: dict[str, Any]) -> bool:
     return bool(card["training"].get("train_on_val"))
 
@@ -186,7 +218,6 @@ def _group_rows(groups: dict[str, dict[str, Any]]) -> list[str]:
 
 def model_card_markdown(card: dict[str, Any]) -> str:
     """The model card (`models/README.md`) for the data `release` measured."""
-    test, val = card["test"], card["validation"]
     lines = [
         f"# Model card: `{card['name']}`, the course's own C3AE", "",
         "The default weights of `c3ae predict`, `inference.AgeEstimator.from_weights()` and notebook 07 "
@@ -204,15 +235,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         f"`{card['trained_at_commit']}`, packaged at `{card['released_at_commit']}` on {card['date']}.", "",
         "## Licence of the training data, inherited by the weights", "", card["licence"], "",
         "## Results (UTKFace, MAE in years)", "",
-        "| split | faces | MAE (age head) | MAE (expected age) | CS(5) | MAE with flip averaging |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-        *[f"| {label} | {scores['plain']['count']:,} | {scores['plain']['mae']:.2f} | {scores['plain']['mae_expected']:.2f} | "
-          f"{scores['plain']['cs5']:.3f} | {scores['flip']['mae']:.2f} |" for label, scores in (
-              ("validation (trained on: not held out)" if _val_trained_on(card) else "validation", val),
-              ("test", test))],
-        "",
-        "The age head (W2) is what the package reports; *flip averaging* is `network.predict_ages(..., flip=True)` "
-        "(the mean over the crops and their mirror images, twice the work).",
+        *_results_table(card),
     ]
     if card.get("fgnet"):
         fgnet = card["fgnet"]
@@ -240,7 +263,7 @@ def _limits(card: dict[str, Any]) -> list[str]:
     return [
         "- For teaching and non-commercial research on apparent age estimation from face photos.",
         "- Not for decisions about people (age verification, access, hiring, policing): an error of "
-        f"{card['test']['plain']['mae']:.1f} years on average is far too large, and larger for some groups.",
+        f"{shipped_scores(card)['mae']:.1f} years on average is far too large, and larger for some groups.",
         f"- Worst age decades on the test split: {described}. Predictions are pulled toward the middle "
         "of the age range: the elderly are under-estimated and children's errors, small in years, are "
         "large relative to their age.",
@@ -258,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--small-cache", default=None, help="the course's small UTKFace cache (utkface-n200)")
     parser.add_argument("--folder", type=Path, default=None, help="where to write (default: models/)")
     parser.add_argument("--trained-at-commit", default="unknown", help="commit of the code that trained the run")
+    parser.add_argument("--no-flip", dest="flip", action="store_false",
+                        help="ship the network alone, without mirrored-crop averaging inside")
     return parser
 
 
@@ -265,9 +290,10 @@ def main(argv: list[str] | None = None) -> int:
     """`python -m c3ae_utils.release --run NAME ...`: package, then print the card's test MAE."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    card = release(args.run, args.cache, args.fgnet_cache, args.small_cache, args.folder, args.trained_at_commit)
-    print(f"{card['name']}: test MAE {card['test']['plain']['mae']:.3f} "
-          f"(flip {card['test']['flip']['mae']:.3f}), files {card['files']}")
+    card = release(args.run, args.cache, args.fgnet_cache, args.small_cache, args.folder, args.trained_at_commit,
+                   args.flip)
+    print(f"{card['name']}: test MAE {shipped_scores(card)['mae']:.3f} (network alone {card['test']['plain']['mae']:.3f}, "
+          f"flip averaging {card['test']['flip']['mae']:.3f}), files {card['files']}")
     return 0
 
 

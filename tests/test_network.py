@@ -205,7 +205,9 @@ def test_runs_under_the_jax_backend(tmp_path: Path) -> None:
     crops = random_crops(3).astype(np.float32)
     np.save(tmp_path / "crops.npy", crops)
     model.save(tmp_path / "model.keras")
+    network.with_flip_averaging(model).save(tmp_path / "flip.keras")  # the shipped model's form
     expected = model.predict_on_batch(crops)["age"]
+    expected_flip = network.predict_ages(model, crops, flip=True)["age"]
     script = (
         "import json, sys, numpy as np, keras\n"
         "from c3ae_utils import network\n"
@@ -215,7 +217,10 @@ def test_runs_under_the_jax_backend(tmp_path: Path) -> None:
         "assert out['distribution'].shape == (3, 12)\n"
         "loaded = keras.saving.load_model(sys.argv[1] + '/model.keras')\n"
         "age = loaded.predict_on_batch(np.load(sys.argv[1] + '/crops.npy'))['age']\n"
-        "print(json.dumps({'count': fresh.count_params(), 'age': np.asarray(age).ravel().tolist()}))\n"
+        "flip = network.load_model(sys.argv[1] + '/flip.keras')\n"
+        "flip_age = network.predict_ages(flip, np.load(sys.argv[1] + '/crops.npy'))['age']\n"
+        "print(json.dumps({'count': fresh.count_params(), 'age': np.asarray(age).ravel().tolist(),\n"
+        "                  'flip_age': flip_age.tolist()}))\n"
     )
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu"}
     result = subprocess.run(
@@ -229,6 +234,28 @@ def test_runs_under_the_jax_backend(tmp_path: Path) -> None:
     reported = json.loads(result.stdout.strip().splitlines()[-1])
     assert reported["count"] == 53_993
     np.testing.assert_allclose(reported["age"], expected.ravel(), rtol=1e-4, atol=1e-3)
+    np.testing.assert_allclose(reported["flip_age"], expected_flip, rtol=1e-4, atol=1e-3)
+
+
+def test_flip_averaging_inside_the_model_matches_predict_ages_flip(tmp_path: Path) -> None:
+    model = network.core_network(network.load_model())  # trained: mirroring changes its answers
+    wrapped = network.with_flip_averaging(model)
+    assert wrapped.count_params() == model.count_params()  # the same weights, called twice
+    assert network.model_signature(wrapped) == network.model_signature(model)
+    crops = random_crops(5)
+    mirrored = crops[:, :, :, ::-1]  # every crop mirrored left-right
+    by_hand = (model.predict_on_batch(crops.astype(np.float32))["age"][:, 0]
+               + model.predict_on_batch(mirrored.astype(np.float32))["age"][:, 0]) / 2
+    inside = network.predict_ages(wrapped, crops)
+    np.testing.assert_allclose(inside["age"], by_hand, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(inside["distribution"], network.predict_ages(model, crops, flip=True)["distribution"],
+                               atol=1e-6)
+    assert np.abs(inside["age"] - network.predict_ages(model, crops)["age"]).max() > 0.1
+    wrapped.save(tmp_path / "flip.keras")
+    reloaded = network.load_model(tmp_path / "flip.keras")  # MirrorCrops is registered
+    np.testing.assert_allclose(network.predict_ages(reloaded, crops)["age"], inside["age"], atol=1e-6)
+    assert network.core_network(reloaded).name == model.name and network.core_network(model) is model
+    assert network.get_branch(reloaded).name == network.BRANCH_NAME
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,12 @@ def test_the_model_card_is_rendered_from_its_numbers(card) -> None:
     text = (MODELS / "README.md").read_text()
     assert text == release.model_card_markdown(card)
     assert "non-commercial research" in text and card["training_command"] in text
-    assert f"{card['test']['plain']['mae']:.2f}" in text
+    assert f"| test | {card['test']['plain']['count']:,} | {release.shipped_scores(card)['mae']:.2f} |" in text
+    for flip in (False, True):  # the shipped file's scores come first, named for what it computes
+        text = release.model_card_markdown({**card, "flip_averaging": flip})
+        first = "MAE (flip averaging), shipped" if flip else "MAE (the network alone), shipped"
+        assert f"| split | faces | {first} |" in text
+        assert f"| test | {card['test']['plain']['count']:,} | {card['test']['flip' if flip else 'plain']['mae']:.2f} |" in text
     assert {"by_decade", "by_gender", "by_race"} <= set(card["test_groups"])
     faces = card["data"]["faces"]
     for together in (False, True):  # the card says which splits trained the model, and which were held out

@@ -72,7 +72,7 @@ results: setup
 	$(PY) -m c3ae_utils.evaluation results
 
 # Package a trained run as the shipped model (models/: .keras, float16 TFLite, model card).
-RUN ?= utkface-kl-e40
+RUN ?= utkface-kl-e40-trainval
 TRAINED_AT ?= unknown
 release: setup
 	$(PY) -m c3ae_utils.release --run $(RUN) --fgnet-cache fgnet --small-cache utkface-n200 --trained-at-commit $(TRAINED_AT)

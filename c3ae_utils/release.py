@@ -1,6 +1,6 @@
 """The course's shipped model: a trained run packaged into `models/` with its model card.
 
-    python -m c3ae_utils.release --run utkface-kl-e40 [--fgnet-cache fgnet] [--small-cache utkface-n200]
+    python -m c3ae_utils.release --run utkface-kl-e40-trainval [--fgnet-cache fgnet] [--small-cache utkface-n200] [--no-flip]
 
 writes, into `models/` (`network.shipped_models_dir()`):
 

@@ -453,12 +453,13 @@ def _describe_run(config: dict[str, Any]) -> dict[str, Any]:
     """Setting, loss, SE, data size, epochs, seed and the training command of a run, read
     from its own `config.json` (never from its name)."""
     settings = {key: config[key] for key in SETTING_KEYS if key in config}
-    if config.get("train_on_val"):  # named only when on: runs from before the setting existed group as before
+    train_on_val = bool(config.get("train_on_val"))
+    if train_on_val:  # named only when on: runs from before the setting existed group as before
         settings["train_on_val"] = True
     arguments = ", ".join(f"{key}={value!r}" for key, value in settings.items())
     return {
         "setting": "-".join(str(value) for key, value in settings.items() if key in ("dataset", "loss"))
-        + ("" if config.get("use_se", True) else "-no-se") + ("-trainval" if config.get("train_on_val") else ""),
+        + ("" if config.get("use_se", True) else "-no-se") + ("-trainval" if train_on_val else ""),
         "loss": config.get("loss", "?"), "se": config.get("use_se"),
         "epochs": config.get("epochs"),
         "seed": config.get("seed"),

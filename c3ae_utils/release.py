@@ -68,9 +68,14 @@ def _split_metrics(model: Any, cache: face_cache.FaceCache, split: str, flip_ins
             "flip": evaluation.evaluate(model, cache, split, flip=not flip_inside).metrics}
 
 
+def _shipped_key(flip_inside: bool) -> str:
+    """The key of `_split_metrics` that holds what the shipped file computes."""
+    return "flip" if flip_inside else "plain"
+
+
 def shipped_scores(card: dict[str, Any], split: str = "test") -> dict[str, Any]:
     """The card's scores of what the shipped file computes on `split` ("validation" or "test")."""
-    return card[split]["flip" if card.get("flip_averaging") else "plain"]
+    return card[split][_shipped_key(bool(card.get("flip_averaging")))]
 
 
 def _scores(metrics: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -149,7 +154,7 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
         "licence": LICENCE,
         "validation": _scores(val),
         "test": _scores(test),
-        "test_groups": _groups(test["flip" if flip else "plain"]),  # the shipped file's test evaluation, not a third pass
+        "test_groups": _groups(test[_shipped_key(flip)]),  # the shipped file's test evaluation, not a third pass
         "fgnet": _cross_dataset(model, fgnet_cache),
         "small_test": _small_subset(model, small_cache),
     }
@@ -177,7 +182,8 @@ def _training_command(config: dict[str, Any]) -> str:
 
 def _results_table(card: dict[str, Any]) -> list[str]:
     """The card's table of the validation and test splits: the shipped file's scores first."""
-    shipped, other = ("flip", "plain") if card.get("flip_averaging") else ("plain", "flip")
+    shipped = _shipped_key(bool(card.get("flip_averaging")))
+    other = _shipped_key(shipped == "plain")  # the other of the two columns
     headers = {"flip": "MAE (flip averaging)", "plain": "MAE (the network alone)"}
     splits = (("validation (trained on: not held out)" if _val_trained_on(card) else "validation", card["validation"]),
               ("test", card["test"]))

@@ -215,14 +215,14 @@ def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(workspace, 
     np.testing.assert_array_equal(together["train"][1], np.concatenate([held_out["train"][1], held_out["val"][1]]))
     np.testing.assert_array_equal(together["val"][0], held_out["val"][0])
     # The recorder keeps the last epoch even when the (now in-sample) validation MAE rose.
-    state = {"epoch": 0, "best": None, "best_epoch": None, "completed": False}
-    recorder = training.RunRecorder(tmp_path, state, {}, keep_last=True)
+    state = training._start_folder(tmp_path / "run", config)
+    recorder = training.RunRecorder(tmp_path / "run", state, {}, keep_last=True)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.stop_training = False  # fit sets it; the recorder reads it
     recorder.set_model(model)
     for epoch, mae in enumerate((5.0, 6.0)):
         recorder.on_epoch_end(epoch, {training.MONITOR: mae})
-        assert state["best_epoch"] == epoch + 1 and (tmp_path / "best.keras").is_file()
+        assert state["best_epoch"] == epoch + 1 and (tmp_path / "run" / "best.keras").is_file()
     assert state["best"] == 6.0
 
 

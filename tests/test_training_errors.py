@@ -29,7 +29,7 @@ from c3ae_utils import cli, course, faces, training
 NUM_IMAGES = course.SMALL.max_images  # the shared cache (conftest)
 SETTINGS = ["--dataset", "utkface", "--max-images", str(NUM_IMAGES), "--batch-size", "32",
             "--patience", "0", "--verbose", "0"]
-SIGINT_EPOCHS = 5  # epochs after the first take about 1 s each: SIGINT lands well before the end
+SIGINT_EPOCHS = 3  # epochs after the first take about 1 s each: SIGINT, 0.3 s into epoch 2, lands before the end
 
 
 def _train(capsys: pytest.CaptureFixture, *arguments: str) -> tuple[int, list[str]]:

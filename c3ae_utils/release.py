@@ -183,7 +183,7 @@ def _training_command(config: dict[str, Any]) -> str:
 def _results_table(card: dict[str, Any]) -> list[str]:
     """The card's table of the validation and test splits: the shipped file's scores first."""
     shipped = _shipped_key(bool(card.get("flip_averaging")))
-    other = _shipped_key(shipped == "plain")  # the other of the two columns
+    other = _shipped_key(not card.get("flip_averaging"))
     headers = {"flip": "MAE (flip averaging)", "plain": "MAE (the network alone)"}
     splits = (("validation (trained on: not held out)" if _val_trained_on(card) else "validation", card["validation"]),
               ("test", card["test"]))

@@ -16,9 +16,9 @@ from pathlib import Path
 import jsonschema  # noqa: F401  (first: see below)
 import pytest
 
-# jsonschema builds rfc3987_syntax's Lark grammars when imported (about 1 s). Imported first, on a
-# small heap, it does; imported later by nbformat while test modules are collected, the same work
-# made CPython's allocator map and unmap arenas (~400,000 page faults, 3.5-5 s per xdist worker).
+# jsonschema builds rfc3987_syntax's Lark grammars on import (about 1 s). Imported later, by nbformat
+# while pytest collects the test modules, the same work made CPython's allocator map and unmap an
+# arena in a loop (385,504 munmap calls, 3.5-5 s more per xdist worker; bench/README.md).
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MIRROR = REPO.parent / "shared" / "data"

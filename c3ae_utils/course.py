@@ -25,7 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from c3ae_utils import cli, paths
+import pandas as pd
+
+from c3ae_utils import cli, datasets, faces, paths
 
 logger = logging.getLogger(__name__)
 
@@ -96,10 +98,8 @@ class MissingInput(FileNotFoundError):
         return [f"{type(self).__name__}: {self}"]
 
 
-def metadata_table(dataset: str):  # noqa: ANN201 (pandas is imported lazily by datasets)
+def metadata_table(dataset: str) -> pd.DataFrame:
     """Notebook 01's metadata table of `dataset`, or `MissingInput` naming notebook 01."""
-    from c3ae_utils import datasets
-
     if not paths.metadata_path(dataset).is_file():
         raise MissingInput(f"The {dataset} metadata table ({paths.metadata_path(dataset)})", "01", None)
     return datasets.read_metadata_table(dataset)
@@ -107,19 +107,15 @@ def metadata_table(dataset: str):  # noqa: ANN201 (pandas is imported lazily by 
 
 def cache_name(dataset: str, small_run: bool) -> str:
     """The face cache notebook 02 builds for `dataset` at this size."""
-    from c3ae_utils.faces import cache as face_cache
-
-    return face_cache.cache_name(dataset, size(small_run).max_images)
+    return faces.cache_name(dataset, size(small_run).max_images)
 
 
-def face_cache(dataset: str, small_run: bool):  # noqa: ANN201 (FaceCache, imported lazily)
+def face_cache(dataset: str, small_run: bool) -> faces.FaceCache:
     """Notebook 02's face cache of `dataset` at this size, or `MissingInput` naming notebook 02."""
-    from c3ae_utils.faces import cache as face_cache_module
-
     name = cache_name(dataset, small_run)
-    if not face_cache_module.is_finished(name):
+    if not faces.is_finished(name):
         raise MissingInput(f"The face cache {name!r} ({dataset})", "02", small_run)
-    return face_cache_module.load_cache(name)
+    return faces.load_cache(name)
 
 
 def train_config(loss: str, small_run: bool, dataset: str = "utkface", **settings: Any):  # noqa: ANN201
@@ -128,7 +124,7 @@ def train_config(loss: str, small_run: bool, dataset: str = "utkface", **setting
     Its run name is derived from its settings (`training.default_run_name`), so 06 and 07 find
     the run 05 trained, and a run with any setting changed gets a folder of its own.
     """
-    from c3ae_utils import training
+    from c3ae_utils import training  # loads TensorFlow: `import c3ae_utils.course` stays without it
 
     chosen = size(small_run)
     values: dict[str, Any] = dict(dataset=dataset, max_images=chosen.max_images, loss=loss, epochs=chosen.epochs,
@@ -139,7 +135,7 @@ def train_config(loss: str, small_run: bool, dataset: str = "utkface", **setting
 
 def trained_run(loss: str, small_run: bool, dataset: str = "utkface", **settings: Any):  # noqa: ANN201
     """Notebook 05's finished run with `loss` at this size, or `MissingInput` naming notebook 05."""
-    from c3ae_utils import training
+    from c3ae_utils import training  # loads TensorFlow: `import c3ae_utils.course` stays without it
 
     config = train_config(loss, small_run, dataset, **settings)
     folder = training.run_dir(config.run_name)

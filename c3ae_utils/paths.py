@@ -22,7 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,26 @@ def write_json(target: Path, values: Mapping[str, Any], allow_nan: bool = True) 
     are written in their plain JSON form (`_json_value`). `allow_nan=False`: ValueError on NaN."""
     text = json.dumps(values, indent=2, default=_json_value, allow_nan=allow_nan) + "\n"
     return write_text_atomic(target, text)
+
+
+def read_json(path: Path, keys: Sequence[str] = (), fix: str = "", missing_ok: bool = False) -> dict[str, Any]:
+    """The JSON object in `path`. ValueError naming the file (and `fix`, what to do) when it is
+    missing (unless `missing_ok`: then {}), not JSON, not an object, or lacks one of `keys`."""
+    advice = f"; {fix}" if fix else ""
+    try:
+        values = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        if missing_ok:
+            return {}
+        raise ValueError(f"{path} is missing{advice}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}){advice}") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} holds {type(values).__name__}, not a JSON object{advice}")
+    missing = [key for key in keys if key not in values]
+    if missing:
+        raise ValueError(f"{path} lacks {missing}{advice}")
+    return values
 
 
 def _json_value(value: Any) -> Any:

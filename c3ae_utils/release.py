@@ -29,8 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from c3ae_utils import cli, evaluation, inference, network, paths
-from c3ae_utils.faces import cache as face_cache
+from c3ae_utils import cli, evaluation, faces, inference, network, paths, training
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ def _git_commit() -> str:
         return "unknown"
 
 
-def _split_metrics(model: Any, cache: face_cache.FaceCache, split: str, flip_inside: bool) -> dict[str, dict[str, Any]]:
+def _split_metrics(model: Any, cache: faces.FaceCache, split: str, flip_inside: bool) -> dict[str, dict[str, Any]]:
     """`evaluation.evaluate` metrics of one split: the network alone ("plain") and with mirrored-crop
     averaging ("flip": `model` itself when the averaging is inside it)."""
     return {"plain": evaluation.evaluate(network.core_network(model), cache, split).metrics,
@@ -134,12 +133,12 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
     `flip`: ship the network inside `network.with_flip_averaging` (chosen on the validation split)."""
     folder = paths.ensure_dir(folder or network.shipped_models_dir())
     weights = network.resolve_weights(run)
-    config = evaluation.read_json(weights.parent / "config.json")
+    config = paths.read_json(weights.parent / "config.json", missing_ok=True)
     model = network.load_model(weights)
     if flip:
         model = network.with_flip_averaging(model)
-    faces = face_cache.load_cache(cache)
-    val, test = (_split_metrics(model, faces, split, flip) for split in ("val", "test"))
+    loaded = faces.load_cache(cache)
+    val, test = (_split_metrics(model, loaded, split, flip) for split in ("val", "test"))
     started = time.strftime("%Y-%m-%d")
     card = {
         "name": NAME, "date": started, "trained_at_commit": trained_at_commit,
@@ -150,7 +149,7 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
         "parameters": int(model.count_params()),
         "files": _files(folder, model),
         "data": {"dataset": "UTKFace (aligned and cropped faces)", "cache": cache,
-                 "faces": {split: int((faces.table["split"] == split).sum()) for split in ("train", "val", "test")}},
+                 "faces": {split: int((loaded.table["split"] == split).sum()) for split in ("train", "val", "test")}},
         "licence": LICENCE,
         "validation": _scores(val),
         "test": _scores(test),
@@ -165,8 +164,6 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
 
 def _training_command(config: dict[str, Any]) -> str:
     """The `c3ae train` command line of a run's config (its non-default options)."""
-    from c3ae_utils import training  # heavy; only the release needs it
-
     defaults = training.TrainConfig()
     words = ["c3ae", "train", "--dataset", str(config.get("dataset", "utkface"))]
     for key in ("loss", "epochs", "schedule", "patience", "seed", "batch_size", "learning_rate"):
@@ -208,13 +205,13 @@ def _val_trained_on(card: dict[str, Any]) -> bool:
 
 def _training_data(card: dict[str, Any]) -> str:
     """The card's sentence on which faces trained the model and which checkpoint was kept."""
-    faces = card["data"]["faces"]
-    held_out = f"test {faces['test']:,}; split stratified by age decade, seed 0"
+    counts = card["data"]["faces"]
+    held_out = f"test {counts['test']:,}; split stratified by age decade, seed 0"
     if _val_trained_on(card):
-        return (f"train and validation splits together ({faces['train'] + faces['val']:,} faces; {held_out}). "
+        return (f"train and validation splits together ({counts['train'] + counts['val']:,} faces; {held_out}). "
                 f"The checkpoint kept is the last epoch ({card['training'].get('epochs')}), an epoch count chosen "
                 "on the validation split by a run that trained on the train split alone")
-    return (f"train split only ({faces['train']:,} faces; validation {faces['val']:,}, {held_out}). "
+    return (f"train split only ({counts['train']:,} faces; validation {counts['val']:,}, {held_out}). "
             "The checkpoint kept is the epoch with the lowest validation MAE")
 
 

@@ -22,7 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = ["README.md", "data/README.md", "bench/README.md", "figures/README.md", "models/README.md",
              *(str(path.relative_to(REPO)) for path in sorted((REPO / "docs").glob("*.md")))]
 COMMAND = re.compile(r"^(c3ae |python3? -m c3ae_utils\.|python3? bench/|make )")
-MODULE_OF_SCRIPT = {"c3ae_utils.train": "c3ae_utils.training"}  # `python -m` entry -> parser owner
 
 
 def _code_lines(text: str) -> list[str]:
@@ -56,7 +55,7 @@ COMMANDS = documented_commands()
 
 
 def _parser_of_module(module_name: str):
-    module = importlib.import_module(MODULE_OF_SCRIPT.get(module_name, module_name))
+    module = importlib.import_module(module_name)
     return module.build_parser()
 
 

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from c3ae_utils import age_encoding, evaluation, network, training
+from c3ae_utils import age_encoding, evaluation, network, paths, training
+from c3ae_utils.evaluation.results import _describe_run
 
 # --------------------------------------------------------------------------- hand-made cases
 
@@ -87,22 +88,23 @@ def test_bin_confusion_by_hand():
     assert matrix[3, 3] == 1 and matrix[3, 4] == 1 and matrix[11, 11] == 1 and matrix[0, 0] == 1
 
 
-def test_refresh_readme_only_touches_the_marked_section(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\nintro\n{evaluation.README_START}\nold table\n{evaluation.README_END}\nend\n")
-    assert evaluation.refresh_readme("| new |\n", readme)
-    assert readme.read_text() == (
-        f"# Title\nintro\n{evaluation.README_START}\n| new |\n{evaluation.README_END}\nend\n"
+def test_refresh_page_only_touches_the_marked_section(tmp_path):
+    page = tmp_path / "results.md"
+    page.write_text(f"# Title\nintro\n{evaluation.PAGE_START}\nold table\n{evaluation.PAGE_END}\nend\n")
+    assert evaluation.refresh_page("| new |\n", page)
+    assert page.read_text() == (
+        f"# Title\nintro\n{evaluation.PAGE_START}\n| new |\n{evaluation.PAGE_END}\nend\n"
     )
     unmarked = tmp_path / "OTHER.md"
     unmarked.write_text("# no markers\n")
-    assert not evaluation.refresh_readme("| new |\n", unmarked)
+    assert not evaluation.refresh_page("| new |\n", unmarked)
     assert unmarked.read_text() == "# no markers\n"
+    assert evaluation.results_page() == paths.repo_root() / "docs" / "results.md"  # README.md is left alone
 
 
 def test_results_command_without_runs_says_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("C3AE_ARTIFACTS_DIR", str(tmp_path))
-    assert evaluation.main(["results", "--readme", str(tmp_path / "README.md")]) == 1
+    assert evaluation.main(["results", "--page", str(tmp_path / "results-page.md")]) == 1
     assert "run notebook 05" in capsys.readouterr().err
     assert not (tmp_path / "results.md").exists()
 
@@ -114,13 +116,13 @@ def test_seeds_are_aggregated_by_the_runs_own_settings_not_their_names():
     rows = pd.DataFrame(
         [
             # two seeds of one setting, under names that say nothing about it
-            {**base, **evaluation._describe_run({**config, "seed": 0}), "run": "first", "mae": 6.0},
-            {**base, **evaluation._describe_run({**config, "seed": 1}), "run": "second", "mae": 7.0},
+            {**base, **_describe_run({**config, "seed": 0}), "run": "first", "mae": 6.0},
+            {**base, **_describe_run({**config, "seed": 1}), "run": "second", "mae": 7.0},
             # the same name pattern with another loss is another setting
-            {**base, **evaluation._describe_run({**config, "loss": "focal", "seed": 0}), "run": "first-focal", "mae": 5.5},
+            {**base, **_describe_run({**config, "loss": "focal", "seed": 0}), "run": "first-focal", "mae": 5.5},
             # trained on train + val: another setting; train_on_val=False is the setting of older runs
-            {**base, **evaluation._describe_run({**config, "train_on_val": True, "seed": 0}), "run": "final", "mae": 5.0},
-            {**base, **evaluation._describe_run({**config, "train_on_val": False, "seed": 2}), "run": "third", "mae": 6.5},
+            {**base, **_describe_run({**config, "train_on_val": True, "seed": 0}), "run": "final", "mae": 5.0},
+            {**base, **_describe_run({**config, "train_on_val": False, "seed": 2}), "run": "third", "mae": 6.5},
         ]
     )
     aggregated = evaluation.aggregate_seeds(rows).set_index("setting")
@@ -218,16 +220,16 @@ def test_leave_one_subject_out_on_real_fgnet_faces(small_run):
     assert summary["num_folds"] == 2 and summary["mean_mae"] == pytest.approx(loso.mean_mae)
 
 
-def test_results_command_writes_the_table_and_only_the_readme_section(small_run):
-    readme = small_run["root"] / "README.md"
-    readme.write_text(f"# Course\n\nkeep me\n\n{evaluation.README_START}\nstale\n{evaluation.README_END}\n\nkeep me too\n")
-    assert evaluation.main(["results", "--readme", str(readme)]) == 0
+def test_results_command_writes_the_table_and_only_the_page_section(small_run):
+    page = small_run["root"] / "results-page.md"
+    page.write_text(f"# Results\n\nkeep me\n\n{evaluation.PAGE_START}\nstale\n{evaluation.PAGE_END}\n\nkeep me too\n")
+    assert evaluation.main(["results", "--page", str(page)]) == 0
     rows = pd.read_csv(small_run["root"] / "artifacts" / "results.csv")
     assert list(rows["run"]) == ["utkface-kl-quick", "c3ae-utkface", "reference-v89", "reference-v84"]
     assert (rows["test_data"] == "utkface test split").all() and rows["mae"].between(0, 120).all()
     assert rows.loc[0, "cache"] == small_run["cache"].path.name and "loss='kl'" in rows.loc[0, "command"]
     markdown = (small_run["root"] / "artifacts" / "results.md").read_text()
-    text = readme.read_text()
-    assert text.startswith("# Course\n\nkeep me\n\n") and text.endswith(f"{evaluation.README_END}\n\nkeep me too\n")
+    text = page.read_text()
+    assert text.startswith("# Results\n\nkeep me\n\n") and text.endswith(f"{evaluation.PAGE_END}\n\nkeep me too\n")
     assert markdown in text and "stale" not in text and "| utkface-kl | kl |" in markdown
     assert "| c3ae-utkface (shipped, models/) | kl |" in markdown and "then `make release`" in markdown

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 from c3ae_utils import age_encoding, cli, course, faces, training
+from c3ae_utils.training import fit, runs
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_IMAGES = course.SMALL.max_images  # the shared cache (conftest)
@@ -209,13 +210,13 @@ def test_train_on_val_trains_on_both_splits_and_keeps_the_last_epoch(workspace, 
             training.TrainConfig(train_on_val=True, **{**BASE, **wrong})
     config = training.TrainConfig(train_on_val=True, **{**BASE, "patience": 0}).resolved()
     assert training.default_run_name(config).startswith(f"utkface-focal-{NUM_IMAGES}-")  # its own folder
-    held_out = training._load_splits(dataclasses.replace(config, train_on_val=False))
-    together = training._load_splits(config)
+    held_out = fit._load_splits(dataclasses.replace(config, train_on_val=False))
+    together = fit._load_splits(config)
     np.testing.assert_array_equal(together["train"][0], np.concatenate([held_out["train"][0], held_out["val"][0]]))
     np.testing.assert_array_equal(together["train"][1], np.concatenate([held_out["train"][1], held_out["val"][1]]))
     np.testing.assert_array_equal(together["val"][0], held_out["val"][0])
     # The recorder keeps the last epoch even when the (now in-sample) validation MAE rose.
-    state = training._start_folder(tmp_path / "run", config)
+    state = runs.start_folder(tmp_path / "run", config)
     recorder = training.RunRecorder(tmp_path / "run", state, {}, keep_last=True)
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.stop_training = False  # fit sets it; the recorder reads it

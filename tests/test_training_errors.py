@@ -3,7 +3,7 @@ folder ends the command with one line on stderr saying what to do; Ctrl-C says w
 folder kept and the command that resumes it (exit 130); resuming checks what it reads.
 
 Real runs on the shared UTKFace face cache (conftest) in a private artifacts folder. Two
-subprocesses only (TensorFlow's start-up costs about 5 s each): `python -m c3ae_utils.train`
+subprocesses only (TensorFlow's start-up costs about 5 s each): `python -m c3ae_utils.training`
 with a missing cache, and a real run stopped by SIGINT (whose folder the damage tests copy).
 """
 
@@ -25,6 +25,7 @@ import keras
 import pytest
 
 from c3ae_utils import cli, course, faces, training
+from c3ae_utils.training import fit
 
 NUM_IMAGES = course.SMALL.max_images  # the shared cache (conftest)
 SETTINGS = ["--dataset", "utkface", "--max-images", str(NUM_IMAGES), "--batch-size", "32",
@@ -97,7 +98,7 @@ def test_ctrl_c_before_an_epoch_says_how_to_start_again(artifacts, capsys, monke
     def interrupted(config, callbacks=()):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "train", interrupted)
+    monkeypatch.setattr(fit, "train", interrupted)  # `c3ae train` calls fit.train
     code, lines = _train(capsys, "--run-name", "early", "--epochs", "3", "--overwrite")
     assert code == cli.INTERRUPTED == 130
     assert _one_error_line(lines) == (
@@ -107,9 +108,9 @@ def test_ctrl_c_before_an_epoch_says_how_to_start_again(artifacts, capsys, monke
 
 
 def test_python_m_train_ends_an_expected_error_without_traceback(artifacts):
-    """`python -m c3ae_utils.train` goes through `cli.run` (subprocess 1 of 2)."""
+    """`python -m c3ae_utils.training` goes through `cli.run` (subprocess 1 of 2)."""
     result = subprocess.run(
-        [sys.executable, "-m", "c3ae_utils.train", "--max-images", "7"],
+        [sys.executable, "-m", "c3ae_utils.training", "--max-images", "7"],
         capture_output=True, text=True, timeout=120, env=os.environ,
     )
     assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -167,12 +168,12 @@ def test_a_start_that_never_finished_an_epoch_starts_again_with_resume(workspace
 
 @pytest.fixture(scope="module")
 def interrupted(workspace: Path) -> dict:
-    """A real `python -m c3ae_utils.train` stopped by SIGINT once its first epoch is saved
+    """A real `python -m c3ae_utils.training` stopped by SIGINT once its first epoch is saved
     (subprocess 2 of 2): its exit code, stderr, argv and a copy of what its run folder kept."""
     argv = [*SETTINGS, "--epochs", str(SIGINT_EPOCHS), "--run-name", "sigint", "--overwrite"]
     folder = training.run_dir("sigint")
     process = subprocess.Popen(  # SIGINT as the terminal sends it (not ignored, as under `&`)
-        [sys.executable, "-m", "c3ae_utils.train", *argv], stderr=subprocess.PIPE, text=True,
+        [sys.executable, "-m", "c3ae_utils.training", *argv], stderr=subprocess.PIPE, text=True,
         env=os.environ, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 240

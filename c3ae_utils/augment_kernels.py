@@ -19,20 +19,19 @@ import math
 import numba
 import numpy as np
 
-SIZE = 64  # crop side, pixels
-SCALES = 3
-CHANNELS = 3
-PADDED_ROWS = SIZE + 1  # each crop of the tall image is followed by one black row
-FACE_BYTES = SCALES * SIZE * SIZE * CHANNELS
+from c3ae_utils.shapes import CHANNELS, CROP_SIZE, NUM_SCALES
+
+PADDED_ROWS = CROP_SIZE + 1  # each crop of the tall image is followed by one black row
+FACE_BYTES = NUM_SCALES * CROP_SIZE * CROP_SIZE * CHANNELS
 SUBPIXELS = 1024  # map positions are multiples of 1/1024 pixel
 MAX_TALL_ROWS = 2**24 // SUBPIXELS  # rows of a tall image whose coordinates float32 holds exactly
-FACES_PER_REMAP = MAX_TALL_ROWS // (SCALES * PADDED_ROWS)  # 84
+FACES_PER_REMAP = MAX_TALL_ROWS // (NUM_SCALES * PADDED_ROWS)  # 84
 
 
 @numba.njit(nogil=True, cache=True)
 def gather_and_flip(source: np.ndarray, rows: np.ndarray, flip: np.ndarray, out: np.ndarray) -> None:
     """out[i] = source[rows[i]], mirrored left-right where flip[i]; uint8 `[n, 36864]` -> `[b, 36864]`."""
-    row_bytes = SIZE * CHANNELS
+    row_bytes = CROP_SIZE * CHANNELS
     for i in range(rows.shape[0]):
         face = source[rows[i]]
         target = out[i]
@@ -40,11 +39,11 @@ def gather_and_flip(source: np.ndarray, rows: np.ndarray, flip: np.ndarray, out:
             for j in range(FACE_BYTES):
                 target[j] = face[j]
             continue
-        for line in range(SCALES * SIZE):
+        for line in range(NUM_SCALES * CROP_SIZE):
             start = line * row_bytes
-            for x in range(SIZE):
+            for x in range(CROP_SIZE):
                 to = start + x * CHANNELS
-                mirror = start + (SIZE - 1 - x) * CHANNELS
+                mirror = start + (CROP_SIZE - 1 - x) * CHANNELS
                 for c in range(CHANNELS):
                     target[to + c] = face[mirror + c]
 
@@ -64,30 +63,30 @@ def rotation_inputs(
     """
     for j in range(turned.shape[0]):
         face = faces[turned[j]]
-        for s in range(SCALES):
-            tile = padded[j * SCALES + s]
-            for y in range(SIZE):
-                for x in range(SIZE):
-                    at = ((s * SIZE + y) * SIZE + x) * CHANNELS
+        for s in range(NUM_SCALES):
+            tile = padded[j * NUM_SCALES + s]
+            for y in range(CROP_SIZE):
+                for x in range(CROP_SIZE):
+                    at = ((s * CROP_SIZE + y) * CROP_SIZE + x) * CHANNELS
                     for c in range(CHANNELS):
                         tile[y, x, c] = face[at + c]
                     tile[y, x, 3] = 0
-            for x in range(SIZE):
+            for x in range(CROP_SIZE):
                 for c in range(4):
-                    tile[SIZE, x, c] = 0
+                    tile[CROP_SIZE, x, c] = 0
         m = matrices[j]
-        for y in range(SIZE):
-            for x in range(SIZE):
-                sx = min(max(m[0, 0] * x + m[0, 1] * y + m[0, 2], -1.0), float(SIZE))
-                sy = min(max(m[1, 0] * x + m[1, 1] * y + m[1, 2], -1.0), float(SIZE))
+        for y in range(CROP_SIZE):
+            for x in range(CROP_SIZE):
+                sx = min(max(m[0, 0] * x + m[0, 1] * y + m[0, 2], -1.0), float(CROP_SIZE))
+                sy = min(max(m[1, 0] * x + m[1, 1] * y + m[1, 2], -1.0), float(CROP_SIZE))
                 # Round to 1/1024 pixel so that float32 holds sy plus the crop's offset exactly
                 # and the three scales sample the very same positions (at most 1/2048 px off).
                 sx = math.floor(sx * SUBPIXELS + 0.5) / SUBPIXELS
                 sy = math.floor(sy * SUBPIXELS + 0.5) / SUBPIXELS
-                for s in range(SCALES):
-                    crop = j * SCALES + s
-                    map_x[crop * SIZE + y, x] = sx
-                    map_y[crop * SIZE + y, x] = sy + crop * PADDED_ROWS
+                for s in range(NUM_SCALES):
+                    crop = j * NUM_SCALES + s
+                    map_x[crop * CROP_SIZE + y, x] = sx
+                    map_y[crop * CROP_SIZE + y, x] = sy + crop * PADDED_ROWS
 
 
 @numba.njit(nogil=True, cache=True)
@@ -95,11 +94,11 @@ def put_rotated(out: np.ndarray, turned: np.ndarray, rotated: np.ndarray) -> Non
     """Write the RGB of `rotated` uint8 `[k * 3 * 64, 64, 4]` (`cv2.remap`'s output) into rows `turned` of `out`."""
     for j in range(turned.shape[0]):
         target = out[turned[j]]
-        for s in range(SCALES):
-            first = (j * SCALES + s) * SIZE
-            for y in range(SIZE):
-                for x in range(SIZE):
-                    at = ((s * SIZE + y) * SIZE + x) * CHANNELS
+        for s in range(NUM_SCALES):
+            first = (j * NUM_SCALES + s) * CROP_SIZE
+            for y in range(CROP_SIZE):
+                for x in range(CROP_SIZE):
+                    at = ((s * CROP_SIZE + y) * CROP_SIZE + x) * CHANNELS
                     for c in range(CHANNELS):
                         target[at + c] = rotated[first + y, x, c]
 
@@ -122,8 +121,8 @@ def erase_and_recolor(
             width = (right - left) * CHANNELS
             k = noise_end[i] - (bottom - top) * width
             for y in range(top, bottom):
-                for s in range(SCALES):
-                    start = ((s * SIZE + y) * SIZE + left) * CHANNELS
+                for s in range(NUM_SCALES):
+                    start = ((s * CROP_SIZE + y) * CROP_SIZE + left) * CHANNELS
                     for w in range(width):
                         target[start + w] = noise[k + w]
                 k += width

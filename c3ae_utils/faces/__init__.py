@@ -11,7 +11,7 @@ crops are RGB `uint8 [3, 64, 64, 3]` (`shapes.CROPS_SHAPE`), outer/middle/inner.
     result = faces.process_image(path, policy="train")   # all of the above, or a failure reason
     folder = faces.build_cache(table, "utkface")         # a whole table, on every core
 
-| module | what it is for |
+| module (each imports only those above it) | what it is for |
 | --- | --- |
 | `images` | `read_image`, `ImageError`: files to RGB arrays |
 | `detection` | `Face`, `Detector` (MTCNN), `detect_faces`, `box_iou` |
@@ -19,7 +19,13 @@ crops are RGB `uint8 [3, 64, 64, 3]` (`shapes.CROPS_SHAPE`), outer/middle/inner.
 | `crops` | `context_boxes`, `crop_box`, `context_crops`: the three scales |
 | `pose` | `estimate_pose`: yaw, pitch, roll in degrees |
 | `processing` | `process_image(s)`, `Settings`, the policies and failure reasons |
-| `cache` | `build_cache`, `load_cache`, `FaceCache`, the `c3ae cache` command line |
+| `cluster` | the Dask cluster the chunks run on |
+| `cache_files` | the files of a cache: names, `config.json`, chunk files, manifest |
+| `cache_chunks` | one chunk: its job, its rows, the worker that writes it |
+| `cache_build` | `build_cache`: chunk jobs run here or on the cluster, the manifest |
+| `cache_load` | `load_cache`, `FaceCache`, `yield_table` |
+| `cli` | `build_parser`, `main`: the `c3ae cache` command line |
+| `cache` | the cache's public face: every name above that other modules use |
 
 Everything public is re-exported here, so `from c3ae_utils import faces; faces.NAME` works
 for every name below. Importing the package is light: TensorFlow and MTCNN load when a
@@ -47,16 +53,15 @@ from c3ae_utils.faces.cache import (
     RESULT_COLUMNS,
     FaceCache,
     build_cache,
-    build_parser,
     cache_name,
     cache_path,
     default_workers,
     finished_caches,
     is_finished,
     load_cache,
-    main,
     yield_table,
 )
+from c3ae_utils.faces.cli import build_parser, main
 from c3ae_utils.faces.crops import context_boxes, context_crops, crop_box
 from c3ae_utils.faces.detection import (
     LANDMARK_NAMES,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 
 from c3ae_utils import cli
-from c3ae_utils.faces.cache import main
+from c3ae_utils.faces.cli import main
 
 if __name__ == "__main__":
     sys.exit(cli.run(main, prog="c3ae cache"))

@@ -9,10 +9,12 @@ SMALL_RUN ?= 0
 DATASET ?= utkface
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup check-prereqs data run-all test test-course lint lab bench results release clean
+.PHONY: help setup check-prereqs data run-all publish book test test-course lint lab bench results release clean
 
 help:
 	@echo "make run-all [SMALL_RUN=1]         run every notebook (SMALL_RUN=1: minutes, not hours; copies in artifacts/notebooks/)"
+	@echo "make publish                       put a full run's outputs into notebooks/ (after make run-all)"
+	@echo "make book                          build the course as a static site in _build/book/"
 	@echo "make test                          run the test suite"
 	@echo "make test-course                   the course as a learner meets it: JupyterLab in headless Chromium, every worked solution, a simulated Colab"
 	@echo "make setup                         create .venv and install the package (editable, dev extras)"
@@ -42,6 +44,14 @@ run-all: setup
 	$(PY) -m c3ae_utils.datasets check-access utkface
 	$(PY) -m c3ae_utils.course $(if $(filter 1 true True yes,$(SMALL_RUN)),--small,)
 
+# The outputs of a full run (`make run-all`) into notebooks/, fingerprinted against their code.
+publish: setup
+	$(PY) -m c3ae_utils.publishing
+
+# The course as a static site in _build/book/, from the committed notebooks (offline, nothing executed).
+book: setup
+	$(PY) -m c3ae_utils.book
+
 # Two pytest-xdist workers, a test file at a time (each notebook file runs its notebooks in order),
 # handed out in the order tests/conftest.py sorts them (not xdist's largest-file-first).
 TEST_WORKERS ?= 2
@@ -57,7 +67,8 @@ test-course: setup
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider tests/browser tests/solutions tests/colab tests/model $(PYTEST_ARGS)
 
 lint: setup
-	$(PY) -m ruff check c3ae_utils tests bench
+	$(PY) -m ruff check c3ae_utils tests bench solutions
+	$(VENV)/bin/lint-imports
 
 lab: setup
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root,)  # root: containers, Colab-like machines

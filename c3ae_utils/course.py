@@ -63,7 +63,7 @@ FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tun
 
 # About how long each notebook takes on a 2-core CPU (minutes; small run, full run): the small
 # runs measured with `python -m c3ae_utils.course --small` (face caches built), the full runs as
-# in the README. Each notebook's SMALL_RUN comment says the same.
+# in docs/results.md (Time of the course run). Each notebook's SMALL_RUN comment says the same.
 NOTEBOOK_MINUTES: dict[str, tuple[float, float]] = {
     "01": (0.5, 1),
     "02": (1, 23),

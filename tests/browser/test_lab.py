@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "artifacts" / "browser"
 NOTEBOOKS = ("01_explore_the_data", "04_build_the_model")  # 04 reads the tables 01 writes
 RUN_TIMEOUT_S = 600
@@ -73,21 +72,6 @@ class Lab:
     def log_tail(self, lines: int = 30) -> str:
         """The last `lines` lines of the server's log, for failure messages."""
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    """Headless Chromium (Debian's, driven by Playwright from PyPI); fails, never skips, without them."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.fail("Playwright is missing: run `.venv/bin/pip install 'playwright>=1.45'` (or `make setup`).", pytrace=False)
-    if not CHROMIUM.exists():
-        pytest.fail(f"Chromium is missing at {CHROMIUM}: run `sudo apt-get install -y chromium` (Debian/Ubuntu).", pytrace=False)
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 def _free_port() -> int:

@@ -1,0 +1,88 @@
+"""The committed notebooks' outputs match their code (`make run-all && make publish` made them),
+and publishing refuses what it must: a small run, other code, errors."""
+
+from __future__ import annotations
+
+import nbformat
+import papermill
+import pytest
+
+from c3ae_utils import course, publishing
+
+
+def test_published_notebooks_match_their_code():
+    stale = [found for found in publishing.stale_notebooks() if found.reason != "has no published outputs"]
+    assert not stale, "\n".join(map(str, stale))
+
+
+def test_a_notebook_without_a_fingerprint_has_no_outputs():
+    """Outputs are committed only through `make publish`, which fingerprints them."""
+    for path in course.list_notebooks():
+        notebook = nbformat.read(path, as_version=4)
+        if publishing.FINGERPRINT_KEY not in notebook.metadata:
+            with_outputs = [i for i, cell in enumerate(notebook.cells) if cell.get("outputs")]
+            assert not with_outputs, f"{path.name} has outputs in cells {with_outputs} but was not published with `make publish`"
+
+
+def _tiny_course_notebook() -> nbformat.NotebookNode:
+    parameters = nbformat.v4.new_code_cell("SMALL_RUN = False")
+    parameters.metadata["tags"] = ["parameters"]
+    figure = nbformat.v4.new_code_cell(
+        "%matplotlib inline\nimport matplotlib.pyplot as plt\nplt.figure(figsize=(2, 2))\n"
+        "plt.plot([0, 1], [1, 0])\nplt.show()\nprint('size', 'small' if SMALL_RUN else 'full')"
+    )
+    return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Tiny"), parameters, figure],
+                                    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+
+
+@pytest.fixture(scope="module")
+def executed(tmp_path_factory):
+    """A tiny notebook and its copy executed by papermill with SMALL_RUN = False."""
+    folder = tmp_path_factory.mktemp("publish")
+    source = folder / "01_tiny.ipynb"
+    nbformat.write(_tiny_course_notebook(), source)
+    papermill.execute_notebook(str(source), str(folder / "executed.ipynb"), parameters={"SMALL_RUN": False},
+                               kernel_name="python3", progress_bar=False)
+    return source, folder / "executed.ipynb"
+
+
+def test_publishing_copies_the_outputs_and_an_edited_cell_makes_it_stale(executed, tmp_path):
+    source, run = executed
+    target = tmp_path / source.name
+    target.write_bytes(source.read_bytes())
+    publishing.publish_notebook(target, run)
+    notebook = nbformat.read(target, as_version=4)
+    assert publishing.image_count(notebook) == 1
+    assert "size full" in notebook.cells[2].outputs[-1]["text"]
+    assert not any(publishing._is_injected(cell) for cell in notebook.cells)
+    assert publishing.staleness(target) is None
+
+    notebook.cells[2].source += "\nprint('edited')"
+    nbformat.write(notebook, target)
+    found = publishing.staleness(target)
+    assert found is not None and found.notebook == "01_tiny.ipynb"
+    assert "code changed" in str(found) and publishing.REFRESH_COMMAND in str(found)
+
+
+def test_publishing_refuses_a_small_run_other_code_and_errors(executed, tmp_path):
+    source, run = executed
+    target = tmp_path / source.name
+    target.write_bytes(source.read_bytes())
+    small = nbformat.read(run, as_version=4)
+    small.metadata.papermill.parameters["SMALL_RUN"] = True
+    nbformat.write(small, tmp_path / "small.ipynb")
+    with pytest.raises(ValueError, match="SMALL_RUN = True"):
+        publishing.publish_notebook(target, tmp_path / "small.ipynb")
+
+    other = nbformat.read(run, as_version=4)
+    other.cells[-1].source = "print('other code')"
+    nbformat.write(other, tmp_path / "other.ipynb")
+    with pytest.raises(ValueError, match="ran other code"):
+        publishing.publish_notebook(target, tmp_path / "other.ipynb")
+
+    failed = nbformat.read(run, as_version=4)
+    failed.cells[-1].outputs.append(nbformat.v4.new_output("error", ename="ZeroDivisionError", evalue="division by zero", traceback=[]))
+    nbformat.write(failed, tmp_path / "failed.ipynb")
+    with pytest.raises(ValueError, match="ZeroDivisionError"):
+        publishing.publish_notebook(target, tmp_path / "failed.ipynb")
+    assert nbformat.read(target, as_version=4).metadata.get(publishing.FINGERPRINT_KEY) is None  # nothing written

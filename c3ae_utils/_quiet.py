@@ -10,6 +10,15 @@ TensorFlow's Python logger is then set to ERROR: its "triggered tf.function retr
 warnings fire because each model the course loads traces its own predict step on purpose,
 which is not the performance bug they suspect. (TensorFlow sets that logger to INFO when it
 is first used in an interactive shell such as Jupyter, so it is set after the import.)
+
+Two more lines reach a learner the same way, and are stopped where they start:
+
+- `allocate_tflite_quietly(interpreter)`: TFLite's C++ runtime prints "INFO: Created
+  TensorFlow Lite XNNPACK delegate for CPU." to file descriptor 2 (whatever
+  `TF_CPP_MIN_LOG_LEVEL` says) when its first interpreter allocates its tensors;
+- `kernel_manager_config()`: the notebook runner's kernels talk to it over CurveZMQ-encrypted
+  sockets, so ipykernel has no "Kernel is running over TCP without encryption" warning to
+  print for every notebook (an encrypted kernel, not a hidden warning).
 """
 
 from __future__ import annotations
@@ -22,6 +31,9 @@ import os
 import sys
 from collections.abc import Iterator
 from types import ModuleType
+from typing import TypeVar
+
+Interpreter = TypeVar("Interpreter")
 
 
 @contextlib.contextmanager
@@ -87,3 +99,15 @@ def silence_tensorflow_import() -> None:
     if any(isinstance(finder, _QuietTensorFlowFinder) for finder in sys.meta_path):
         return
     sys.meta_path.insert(0, _QuietTensorFlowFinder())
+
+
+def allocate_tflite_quietly(interpreter: Interpreter) -> Interpreter:
+    """`interpreter.allocate_tensors()` with file descriptor 2 silenced; the same interpreter.
+
+    A TFLite interpreter applies its default XNNPACK delegate when it first allocates its
+    tensors, and the C++ runtime then prints one INFO line per process to fd 2. A failure
+    still raises its Python exception.
+    """
+    with stderr_fd_silenced():
+        interpreter.allocate_tensors()
+    return interpreter

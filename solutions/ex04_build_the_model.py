@@ -45,14 +45,17 @@ def exercise_1(small_run: bool = True) -> dict[str, Any]:
 
 
 def _branch(conv1_filters: int) -> keras.Model:
-    """Notebook 04's plain branch with `conv1_filters` filters in conv1 (conv2 then reads that many channels)."""
+    """Notebook 04's `my_branch(use_se=True, conv1_bias=False)` with `conv1_filters` filters in
+    conv1 (conv2 then reads that many channels, and the first SE block weighs that many)."""
     crop = keras.Input((64, 64, 3))
     x = crop
     for index, filters in ((1, conv1_filters), (2, 32), (3, 32)):
         x = keras.layers.Conv2D(filters, 3, use_bias=index > 1)(x)
         x = keras.layers.AveragePooling2D(2)(keras.layers.ReLU()(keras.layers.BatchNormalization()(x)))
+        x = network.squeeze_excitation(x, index)
     x = keras.layers.ReLU()(keras.layers.BatchNormalization()(keras.layers.Conv2D(32, 3)(x)))
-    return keras.Model(crop, keras.layers.Flatten()(keras.layers.Conv2D(32, 1)(x)))
+    x = network.squeeze_excitation(keras.layers.Conv2D(32, 1)(network.squeeze_excitation(x, 4)), 5)
+    return keras.Model(crop, keras.layers.Flatten()(x))
 
 
 def exercise_2(small_run: bool = True) -> dict[str, Any]:

@@ -74,3 +74,16 @@ def test_a_notebook_without_its_input_stops_with_one_line(empty_workspace) -> No
               for out in cell.get("outputs", []) if out.output_type == "error"]
     assert len(errors) == 1 and len(errors[0].traceback) == 1, errors
     assert "run notebook 02 first with SMALL_RUN = True" in errors[0].traceback[0]
+
+
+def test_the_notebook_runner_starts_kernels_without_the_encryption_warning(tmp_path, monkeypatch, capfd) -> None:
+    monkeypatch.setenv("C3AE_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    parameters = nbformat.v4.new_code_cell("SMALL_RUN = False")
+    parameters.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell("print('small' if SMALL_RUN else 'full')")],
+                                        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}})
+    nbformat.write(notebook, tmp_path / "01_tiny.ipynb")
+    executed = nbformat.read(course.run_notebook(tmp_path / "01_tiny.ipynb", small_run=True), as_version=4)
+    assert executed.cells[-1].outputs[0]["text"] == "small\n"
+    assert "without encryption" not in capfd.readouterr().err
+    assert course.kernel_manager_config()["KernelManager"]["transport_encryption"] == "auto"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import subprocess
@@ -98,3 +99,28 @@ def test_the_repository_url_is_written_only_where_it_is_checked():
                            capture_output=True, text=True, check=True).stdout.split()
     checked = {"pyproject.toml", "README.md", *(f"notebooks/{path.name}" for path in NOTEBOOKS)}
     assert set(found) <= checked, set(found) - checked
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_document_a_notebook_cites_exists(path):
+    cited = set(re.findall(r"[\w./-]*\w\.md\b", path.read_text()))
+    generated = {name for name in cited if name.startswith("artifacts/")}  # written by the course, git-ignored
+    missing = sorted(name for name in cited - generated if not (REPO / name).is_file())
+    assert not missing, f"{path.name} cites {missing}, which the repository does not have"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_record_call_is_one_explained_cell(path):
+    """`course.record` (what the course's checks read) is plumbing: at most one call, alone in
+    its cell, after a markdown cell that names the file it writes."""
+    cells = _cells(path)
+    calls = [index for index, cell in enumerate(cells) if "course.record(" in "".join(cell["source"])]
+    assert len(calls) <= 1, f"{path.name}: course.record in {len(calls)} cells"
+    for index in calls:
+        source = "".join(cells[index]["source"])
+        assert source.startswith("course.record(") and source.count("course.record(") == 1, path.name
+        assert len(ast.parse(source).body) == 1, f"{path.name}: the course.record cell does something else too"
+        name = re.match(r'course\.record\("(\w+)"', source)[1]
+        explanation = cells[index - 1]
+        assert explanation["cell_type"] == "markdown", path.name
+        assert f"artifacts/metrics/{name}.json" in "".join(explanation["source"]), f"{path.name}: say what course.record writes"

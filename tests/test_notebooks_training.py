@@ -162,7 +162,7 @@ def test_notebook_07_predicts_exports_and_measures(course_run, utkface_cache) ->
 # Quiet, honest output: no TensorFlow start-up lines or retracing warnings in any notebook.
 # ----------------------------------------------------------------------------
 
-NOISE = ("cuInit", "absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "retracing")
+NOISE = ("cuInit", "absl::InitializeLog", "cudart_stub", "cpu_feature_guard", "retracing", "shuffle=True", "XNNPACK")
 
 
 def test_no_notebook_shows_tensorflow_start_up_noise(course_run) -> None:

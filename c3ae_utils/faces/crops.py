@@ -23,7 +23,8 @@ def context_boxes(face: Face) -> np.ndarray:
 
     outer: the face box grown by |w - h| on every side; middle: a square centred on the nose
     whose top edge is the box's top; inner: a square centred on the nose of side w
-    (the reference's geometry, see DESIGN.md).
+    (the reference implementation's geometry, StevenBanama/C3AE; notebook 02, "Build the
+    three crops", draws the three boxes on a face).
     """
     x1, y1, x2, y2 = face.box.astype(np.float64)
     width, height = x2 - x1, y2 - y1

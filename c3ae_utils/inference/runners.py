@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from c3ae_utils import _quiet
+
 
 class TFLiteRunner:
     """Run an exported `.tflite` C3AE model: `runner(crops) -> {"age", "distribution"}`."""
@@ -39,7 +41,8 @@ def _tflite_interpreter(path: Path, num_threads: int | None) -> Any:
         Interpreter = tf.lite.Interpreter
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return Interpreter(model_path=str(path), num_threads=num_threads)
+        interpreter = Interpreter(model_path=str(path), num_threads=num_threads)
+    return _quiet.allocate_tflite_quietly(interpreter)  # TFLite's XNNPACK INFO line goes to fd 2
 
 
 class OnnxRunner:

@@ -21,10 +21,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import logging
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; `hold_lock` then holds nothing
+    fcntl = None
+
+logger = logging.getLogger(__name__)
 
 
 def repo_root() -> Path:
@@ -108,6 +117,55 @@ def atomic_write(target: Path, write: Callable[[Path], object]) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return target
+
+
+class Locked(OSError):
+    """What `hold_lock` raises when another holder has the lock: one line naming its PID."""
+
+
+@contextmanager
+def hold_lock(path: Path, what: str, advice: str = "wait for it to end, or stop it") -> Iterator[None]:
+    """Hold the OS lock of the file `path` (created, with its folder, if needed) for a `with` block.
+
+    `fcntl.flock`: the system releases it when its holder ends in any way (killed included), so
+    a lock never outlives its process. While held, the file names the holder's PID. Another
+    holder (another process, or another `hold_lock` of this one) is refused at once with
+    `Locked`: "`what` is in use by process PID ...; `advice`." The file itself is never deleted
+    (two processes could then each lock a file of that name). Where the file system cannot lock
+    (or on Windows) the block runs unlocked, with a warning.
+    """
+    path = Path(path)
+    ensure_dir(path.parent)
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        if _try_lock(descriptor, path):
+            os.ftruncate(descriptor, 0)
+            os.write(descriptor, f"{os.getpid()}\n".encode())
+        else:
+            holder = os.read(descriptor, 32).decode(errors="replace").strip()
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise Locked(f"{what} is in use by {who} (which holds {path}); {advice}.")
+        try:
+            yield
+        finally:
+            os.ftruncate(descriptor, 0)  # still held: nobody reads a stale PID
+    finally:
+        os.close(descriptor)  # closing releases the lock
+
+
+def _try_lock(descriptor: int, path: Path) -> bool:
+    """Take the exclusive flock of `descriptor` without waiting: False when another holds it;
+    True when taken, or when the file system (or Windows) cannot lock (a warning says so)."""
+    if fcntl is None:
+        logger.warning("No file locks on this system: nothing stops a second process using %s.", path.parent)
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except OSError as error:  # e.g. ENOLCK on a network file system
+        logger.warning("Cannot lock %s (%s): nothing stops a second process using %s.", path, error, path.parent)
+    return True
 
 
 def write_text_atomic(target: Path, text: str) -> Path:

@@ -62,11 +62,12 @@ def results_page() -> Path:
 
 
 def find_runs(runs_dir: Path | None = None) -> list[Path]:
-    """Run folders holding a trained model (`best.keras`), sorted by name."""
+    """Run folders holding a trained model (`best.keras`) that did not fail, sorted by name."""
     folder = runs_dir or paths.runs_dir()
     if not folder.is_dir():
         return []
-    return sorted(p for p in folder.iterdir() if p.is_dir() and (p / "best.keras").exists())
+    return sorted(p for p in folder.iterdir()
+                  if p.is_dir() and (p / "best.keras").exists() and network.run_failure(p) is None)
 
 
 def _describe_run(config: dict[str, Any]) -> dict[str, Any]:

@@ -69,7 +69,7 @@ from c3ae_utils.network.layers import (
     SelectScale,
     WhiteNorm,
 )
-from c3ae_utils.network.prediction import predict_ages
+from c3ae_utils.network.prediction import NonFiniteAges, predict_ages
 from c3ae_utils.network.reference_h5 import load_reference_h5
 from c3ae_utils.network.signature import (
     EXPECTED_INPUTS,
@@ -86,6 +86,7 @@ from c3ae_utils.network.weights import (
     model_label,
     reference_weights_path,
     resolve_weights,
+    run_failure,
     shipped_models_dir,
     shipped_weights_path,
     weights_label,
@@ -105,7 +106,9 @@ __all__ = [
     "WEIGHTS_ADVICE", "WEIGHT_SUFFIXES", "load_reference_h5", "EXPECTED_INPUTS", "EXPECTED_OUTPUTS",
     "model_signature", "check_signature", "REFERENCE_WEIGHTS", "SHIPPED_WEIGHTS", "DEFAULT_WEIGHTS",
     "reference_weights_path", "shipped_models_dir", "shipped_weights_path", "resolve_weights",
+    "run_failure",
     "weights_label", "model_label", "load_model",
     # prediction
     "predict_ages",
+    "NonFiniteAges",
 ]

@@ -13,6 +13,10 @@ from c3ae_utils import age_encoding
 from c3ae_utils.shapes import CROPS_SHAPE
 
 
+class NonFiniteAges(ValueError):
+    """A model's outputs hold NaN or infinity: its weights are broken (e.g. a diverged run)."""
+
+
 def _check_crops(crops: np.ndarray) -> np.ndarray:
     """`crops` as an array of shape `[n, 3, 64, 64, 3]`; ValueError naming the shape otherwise."""
     crops = np.asarray(crops)
@@ -38,6 +42,20 @@ def _call_once(model: keras.Model | Callable, batch: np.ndarray) -> dict[str, np
     }
 
 
+def _check_finite(outputs: dict[str, np.ndarray], model: keras.Model | Callable) -> dict[str, np.ndarray]:
+    """`outputs` (`{"age": [n], "distribution": [n, bins]}`) when every value is finite;
+    else ValueError naming the model: NaN or infinite ages come from broken weights."""
+    broken = ~np.isfinite(outputs["age"]) | ~np.isfinite(outputs["distribution"]).all(axis=1)
+    if broken.any():
+        name = getattr(model, "name", type(model).__name__)
+        raise NonFiniteAges(
+            f"The model {name!r} outputs non-finite ages (NaN or infinity) for {int(broken.sum())} "
+            f"of {len(broken)} faces: its weights are broken (e.g. a training run that diverged); "
+            "use other weights."
+        )
+    return outputs
+
+
 def predict_ages(
     model: keras.Model | Callable, crops: np.ndarray, batch_size: int = 256, progress: bool = False,
     flip: bool = False,
@@ -49,7 +67,8 @@ def predict_ages(
     `inference.TFLiteRunner` / `OnnxRunner`). Batches are padded to a power of two (at most
     `batch_size`), so a compiled model sees few distinct shapes and traces few times.
     `flip=True` is test-time augmentation: the mean of the outputs for the crops and for their
-    mirror images (twice the work).
+    mirror images (twice the work). A model that outputs a NaN or infinite age or probability
+    is refused (ValueError naming it): such a number is never an age.
     """
     if flip:
         mirrored = np.ascontiguousarray(_check_crops(crops)[:, :, :, ::-1])  # axis 3: crop width
@@ -71,5 +90,6 @@ def predict_ages(
         parts.append({key: value[:used] for key, value in outputs.items()})
     if not parts:
         return {"age": np.zeros(0, np.float32), "distribution": np.zeros((0, age_encoding.NUM_BINS), np.float32)}
-    return {key: np.concatenate([part[key] for part in parts]) for key in ("age", "distribution")}
+    outputs = {key: np.concatenate([part[key] for part in parts]) for key in ("age", "distribution")}
+    return _check_finite(outputs, model)
 

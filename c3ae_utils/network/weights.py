@@ -1,6 +1,7 @@
 """Weights: the catalogue of named weights (the shipped model, the reference files), and the
 one loader, `load_model`, of everything `resolve_weights` accepts (a name, a run name or
-folder, a `.keras` file, a reference `.h5` file); every model it returns is checked.
+folder, a `.keras` file, a reference `.h5` file); every model it returns is checked, and a
+training run recorded as failed (`run_failure`) is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ SHIPPED_WEIGHTS: dict[str, str] = {
     "c3ae-utkface": "c3ae_utkface.keras",  # KL + SE, trained on UTKFace's train split
 }
 DEFAULT_WEIGHTS = "c3ae-utkface"  # the shipped model; "reference-v89" is one flag away
+RUN_MODEL_FILES = ("best.keras", "last.keras", "next.keras")  # the models a training run writes
 
 
 def _reference_sha256(file_name: str) -> str | None:
@@ -103,8 +105,34 @@ def _named_weights(name: str) -> Path | None:
     return None
 
 
+def run_failure(folder: Path) -> str | None:
+    """One line saying that the training run in `folder` failed, in which epoch and why (its
+    `resume.json` records `"failed": {"epoch": ..., "reason": ...}`: the run diverged), or None
+    for a run that did not fail (or whose record cannot be read: the model file is checked)."""
+    try:
+        failed = paths.read_json(Path(folder) / "resume.json", missing_ok=True).get("failed")
+    except ValueError:
+        return None
+    if not isinstance(failed, dict):
+        return None
+    name = Path(folder).name
+    return (
+        f"Run {name} failed in epoch {failed.get('epoch')} ({failed.get('reason')}): it has no usable "
+        f"model. Train it again with other settings (a lower --learning-rate), e.g. "
+        f"`c3ae train --run-name {name} --overwrite ...`."
+    )
+
+
+def _refuse_failed_run(folder: Path) -> None:
+    """ValueError (`run_failure`'s line) when the run in `folder` failed."""
+    failure = run_failure(folder)
+    if failure is not None:
+        raise ValueError(failure)
+
+
 def _run_model_file(folder: Path) -> Path:
-    """A run folder's `best.keras`, else its `last.keras`."""
+    """A run folder's `best.keras`, else its `last.keras`; ValueError for a failed run."""
+    _refuse_failed_run(folder)
     for name in ("best.keras", "last.keras"):
         if (folder / name).is_file():
             return folder / name
@@ -118,7 +146,8 @@ def resolve_weights(spec: str | os.PathLike | Any | None = None) -> Path:
     (`SHIPPED_WEIGHTS`: "c3ae-utkface") or of reference weights (`REFERENCE_WEIGHTS`:
     "reference-v89", "reference-v84"), a `.keras` or `.h5` file, a run folder or the name of
     a run in `paths.runs_dir()` (its `best.keras`), or a `training.Run` (anything with a
-    `path` attribute naming a run folder).
+    `path` attribute naming a run folder). A run that failed (diverged: `run_failure`), and
+    its model files, are refused with a ValueError saying in which epoch and why.
     """
     if spec is None or str(spec) == "":
         spec = DEFAULT_WEIGHTS
@@ -134,8 +163,11 @@ def resolve_weights(spec: str | os.PathLike | Any | None = None) -> Path:
     if candidate.is_file():
         if candidate.suffix not in WEIGHT_SUFFIXES:
             raise ValueError(f"Weights must be a .keras or .h5 file, got {candidate}.")
+        if candidate.name in RUN_MODEL_FILES:  # a run's own model file: refused when the run failed
+            _refuse_failed_run(candidate.parent)
         return candidate
-    runs = sorted(p.name for p in paths.runs_dir().glob("*") if (p / "best.keras").is_file())
+    runs = sorted(p.name for p in paths.runs_dir().glob("*")
+                  if (p / "best.keras").is_file() and run_failure(p) is None)
     raise FileNotFoundError(
         f"No weights at {str(spec)!r}: give a .keras file, a reference .h5 file, "
         f"{', '.join(sorted(SHIPPED_WEIGHTS))}, {' or '.join(sorted(REFERENCE_WEIGHTS))}, a run folder, or one of the runs in "

@@ -4,6 +4,7 @@ run folders: `default_run_name` (derived from the settings) and `check_run_name`
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,6 +60,10 @@ class TrainConfig:
         for name in ("epochs", "batch_size"):
             if int(getattr(self, name)) <= 0:
                 raise ValueError(f"{name} must be a positive integer; got {getattr(self, name)!r}.")
+        numbers = ("learning_rate", "loss_weight", "focal_gamma", "focal_ce_weight", "balance_power")
+        for name in numbers:  # config.json is strict JSON: no NaN or infinity
+            if not math.isfinite(float(getattr(self, name))):
+                raise ValueError(f"{name} must be a finite number; got {getattr(self, name)!r}.")
         if self.learning_rate <= 0 or self.loss_weight < 0 or self.patience < 0:
             raise ValueError("learning_rate must be > 0, loss_weight and patience >= 0.")
         if self.max_images is not None and int(self.max_images) <= 0:

@@ -1,9 +1,10 @@
 """`train(config) -> Run`: one training run from its face cache to a finished run folder.
 
-It reads the run's train and val splits, starts or resumes the folder (`training.runs`),
-fits a new model with TensorFlow (tf.data input, optional mixed precision, all GPUs) from the
-epoch after the saved one, and measures `best.keras` on the validation split
-(`predictions.parquet`, `metrics.json`). The input pipeline's random numbers depend only on
+It reads the run's train and val splits, takes the folder's lock, starts or resumes the folder
+(`training.runs`: resume checks the cache's fingerprint), fits a new model with TensorFlow
+(tf.data input, optional mixed precision, all GPUs) from the epoch after the saved one, and
+measures `best.keras` on the validation split (`predictions.parquet`, `metrics.json`); a run
+that diverged ends in `RunFailed` instead. The input pipeline's random numbers depend only on
 the seed and the batch number, so a resumed run fast-forwards it with `skip` and ends with
 the same weights and metrics as an uninterrupted one.
 
@@ -32,7 +33,18 @@ from c3ae_utils.losses import balanced_bin_weights
 from c3ae_utils.training.callbacks import make_callbacks
 from c3ae_utils.training.compilation import compile_model, learning_rate_schedule
 from c3ae_utils.training.config import TrainConfig
-from c3ae_utils.training.runs import Run, load_run, run_dir, saved_state, start_folder
+from c3ae_utils.training.runs import (
+    Run,
+    cache_fingerprint,
+    check_not_failed,
+    check_same_cache,
+    holds_run,
+    load_run,
+    lock_run,
+    run_dir,
+    saved_state,
+    start_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -45,24 +57,35 @@ def train(config: TrainConfig, callbacks: Sequence[keras.callbacks.Callback] = (
 
     With `resume=True`, an unfinished run of the same name continues from its last epoch (a
     run that never finished one starts again; a finished one is returned as it is) after its
-    files are checked: ValueError naming a damaged one. `callbacks` are extra Keras
-    callbacks; they run after the run folder has recorded each epoch.
+    files are checked: ValueError naming a damaged one, or a face cache other than the one it
+    started on. One process at a time trains a run folder (`paths.Locked` for a second one,
+    naming the first one's PID). A run whose loss becomes NaN or infinite, or whose validation
+    MAE leaves the age range (`callbacks.divergence`), is recorded as failed and ends in
+    `RunFailed`. `callbacks` are extra Keras callbacks; they run after the run folder has
+    recorded each epoch.
     """
     from c3ae_utils import pipeline  # tf.data: needs TensorFlow (see the module docstring)
 
     config = config.resolved()
     folder = run_dir(config.run_name)
-    state = saved_state(folder, config)
-    if state is not None and state.get("completed") and (folder / "metrics.json").exists():
-        logger.info("Run %s is already finished; loading it.", folder)
-        return load_run(folder)
-    splits = _load_splits(config)  # before the folder is made: a missing cache leaves no run behind
-    if state is None:
-        state = start_folder(folder, config)
-    steps = pipeline.steps_per_epoch(len(splits["train"][0]), config.batch_size)
-    if state["epoch"] < config.epochs and not state.get("stopped"):
-        _fit(config, folder, state, splits, steps, callbacks)
-    _finish_run(folder, state, *splits["val"], config.batch_size, steps, config.train_on_val)
+    # Before the folder (and its lock file) exists: a missing or unusable cache leaves no run behind.
+    splits = None if holds_run(folder) else _load_splits(config)
+    with lock_run(folder):
+        state = saved_state(folder, config)
+        if state is not None and state.get("completed") and (folder / "metrics.json").exists():
+            logger.info("Run %s is already finished; loading it.", folder)
+            return load_run(folder)
+        splits = splits or _load_splits(config)
+        fingerprint = cache_fingerprint(splits["train"][2], splits["val"][2])
+        if state is None:
+            state = start_folder(folder, config, fingerprint)
+        else:
+            check_same_cache(folder, config, fingerprint)
+        steps = pipeline.steps_per_epoch(len(splits["train"][0]), config.batch_size)
+        if state["epoch"] < config.epochs and not state.get("stopped"):
+            _fit(config, folder, state, splits, steps, callbacks)
+        check_not_failed(folder)
+        _finish_run(folder, state, *splits["val"], config.batch_size, steps, config.train_on_val)
     return load_run(folder)
 
 
@@ -236,9 +259,9 @@ def _finish_run(
         "model": best_path.name,
         "val_trained_on": val_trained_on,  # True: the validation rows were training rows (not held out)
     }
-    paths.write_json(folder / "metrics.json", metrics)
+    paths.write_json(folder / "metrics.json", metrics, allow_nan=False)
     state["completed"] = True
-    paths.write_json(folder / "resume.json", state)
+    paths.write_json(folder / "resume.json", state, allow_nan=False)
     logger.info("Run %s: val MAE %.2f (expected %.2f) after %d epochs%s.", folder.name,
                 metrics["val_mae"], metrics["val_expected_mae"], metrics["epochs"],
                 " (in-sample: the val rows were trained on)" if val_trained_on else "")

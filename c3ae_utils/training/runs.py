@@ -8,14 +8,27 @@ moment the epoch counts as saved, and only then does `next.keras` become `last.k
 folder: `saved_state` finishes or drops a half-done save, checks every file it reads
 (ValueError naming a damaged one) and says what to do; a run that never finished an epoch
 starts again (`start_folder`).
+
+Safety: one process at a time trains a run folder (`lock_run`: an OS lock on its `.lock` file,
+released when the process ends however it ends; a second one gets one line naming the PID).
+`config.json` records `cache_sha256`, the fingerprint of the faces the run trains and
+validates on (`cache_fingerprint`), and resume refuses a cache that no longer matches
+(`check_same_cache`). A run that diverged is recorded as failed in `resume.json`
+(`"failed": {"epoch": ..., "reason": ...}`, written by `callbacks.RunRecorder`): it is never
+resumed, loaded (`load_run`) or used as weights (`network.load_model`), only trained again
+with `overwrite`. Every JSON file of a run is strict JSON (no NaN or infinity).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import shutil
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,11 +37,18 @@ import keras
 import pandas as pd
 
 from c3ae_utils import datasets, network, paths
+from c3ae_utils.network.weights import run_failure
 from c3ae_utils.training.config import TrainConfig, check_run_name
 
 logger = logging.getLogger(__name__)
 
 PENDING_MODEL = "next.keras"  # an epoch's model until resume.json records that epoch
+LOCK_FILE = ".lock"  # locked (flock) by the one process training the run; never deleted
+CACHE_KEY = "cache_sha256"  # config.json: the fingerprint of the faces the run trains on
+
+
+class RunFailed(ValueError):
+    """A run that diverged (its resume.json records it as failed): one line saying when and why."""
 
 
 @dataclass
@@ -62,10 +82,12 @@ def run_dir(name: str) -> Path:
 
 
 def load_run(path_or_name: str | os.PathLike) -> Run:
-    """Read a finished run from its folder (or from its name under `paths.runs_dir()`)."""
+    """Read a finished run from its folder (or from its name under `paths.runs_dir()`);
+    `RunFailed` for a run that diverged."""
     path = Path(path_or_name)
     if not path.is_dir():
         path = run_dir(str(path_or_name))
+    check_not_failed(path)
     required = ["config.json", "history.csv", "metrics.json"]
     missing = [name for name in required if not (path / name).exists()]
     if missing:
@@ -103,6 +125,64 @@ def _read_history(path: Path, fix: str) -> pd.DataFrame:
     return history
 
 
+def check_not_failed(folder: Path) -> None:
+    """`RunFailed` (in which epoch and why, and what to do) when the run in `folder` diverged."""
+    failure = run_failure(folder)
+    if failure is not None:
+        raise RunFailed(failure)
+
+
+@contextmanager
+def lock_run(folder: Path) -> Iterator[None]:
+    """Own the run folder for a `with` block: its `.lock` file (created with the folder) is
+    flock-ed (`paths.hold_lock`), so a second process (or a second `train` in this one)
+    training, resuming or overwriting the same run is refused with `paths.Locked`, one line
+    naming the PID; the lock dies with its process."""
+    advice = "wait for that run to end or stop it, or choose another run_name (`--run-name`)"
+    with paths.hold_lock(folder / LOCK_FILE, f"The run folder {folder}", advice):
+        yield
+
+
+def holds_run(folder: Path) -> bool:
+    """Whether `folder` holds anything of a run (its lock file alone is nothing)."""
+    return folder.is_dir() and any(child.name != LOCK_FILE for child in folder.iterdir())
+
+
+def cache_fingerprint(*tables: pd.DataFrame) -> str:
+    """SHA-256 (hex) of the faces a run trains and validates on: for each row of `tables`, in
+    order, its image path (relative to `paths.raw_dir()` when inside it, so a moved course
+    home keeps the fingerprint), age and split. A cache rebuilt from other images, or with
+    other labels or splits, has another one."""
+    raw = paths.raw_dir()
+    digest = hashlib.sha256()
+    for table in tables:
+        columns = [table[name].astype(str) if name in table else pd.Series("", index=table.index)
+                   for name in ("path", "age", "split")]
+        for image, age, split in zip(*columns, strict=True):
+            relative = Path(image).relative_to(raw).as_posix() if Path(image).is_relative_to(raw) else image
+            digest.update(json.dumps([relative, age, split]).encode() + b"\n")
+        digest.update(b"\0")  # where one table ends
+    return digest.hexdigest()
+
+
+def check_same_cache(folder: Path, config: TrainConfig, fingerprint: str) -> None:
+    """ValueError unless the faces `config`'s cache gives now (`fingerprint`) are those the run
+    in `folder` started on (config.json's `cache_sha256`; a run saved before runs recorded it
+    resumes with a warning)."""
+    saved = paths.read_json(folder / "config.json").get(CACHE_KEY)
+    if saved is None:
+        logger.warning("Run %s records no face-cache fingerprint: resuming without checking its cache.",
+                       folder.name)
+    elif saved != fingerprint:
+        raise ValueError(
+            f"Cannot resume {folder}: the face cache {config.cache_name!r} changed since the run "
+            f"started (other images, ages or splits: fingerprint {saved[:12]}... then, "
+            f"{fingerprint[:12]}... now), and resuming would mix its training and validation faces. "
+            "Resume with the cache it started on, or pass overwrite=True (`--overwrite`) to train "
+            "again on this one."
+        )
+
+
 def promote_pending(folder: Path, state: dict[str, Any]) -> None:
     """Finish saving the epoch resume.json records: its model, `next.keras`, becomes last.keras
     (and best.keras when that epoch was the best). A `next.keras` that resume.json does not
@@ -121,10 +201,11 @@ def promote_pending(folder: Path, state: dict[str, Any]) -> None:
 def saved_state(folder: Path, config: TrainConfig) -> dict[str, Any] | None:
     """The checked resume state of the run in `folder`. None when there is nothing to continue:
     no folder or an empty one, `overwrite`, or (with `resume`) a start that never finished an
-    epoch. ValueError, saying what to do, for an existing run without `resume` and for saved
-    files that do not match `config` or each other."""
-    if config.overwrite or not folder.is_dir() or not any(folder.iterdir()):
+    epoch. ValueError, saying what to do, for an existing run without `resume`, for saved
+    files that do not match `config` or each other, and (`RunFailed`) for a failed run."""
+    if config.overwrite or not holds_run(folder):
         return None
+    check_not_failed(folder)  # never resumed: trained again with `overwrite`
     never_finished = (folder / "config.json").exists() and not (folder / "resume.json").exists()
     if never_finished and config.resume:
         logger.info("Run %s never finished an epoch; starting it again.", folder.name)
@@ -199,11 +280,18 @@ def _check_state(folder: Path, state: dict[str, Any], epochs: int, fix: str) -> 
         )
 
 
-def start_folder(folder: Path, config: TrainConfig) -> dict[str, Any]:
-    """A new run folder holding config.json (deleting an earlier folder of that name first:
-    `overwrite`, or a start that never finished an epoch); return its resume state."""
-    if folder.exists():
-        shutil.rmtree(folder)
+def start_folder(folder: Path, config: TrainConfig, cache_sha256: str | None = None) -> dict[str, Any]:
+    """A new run folder holding config.json, with `cache_sha256` (`cache_fingerprint`) when
+    given (emptying an earlier folder of that name first, all but its lock: `overwrite`, or a
+    start that never finished an epoch); return its resume state."""
     paths.ensure_dir(folder)
-    paths.write_json(folder / "config.json", config.to_dict())
+    for child in folder.iterdir():
+        if child.name == LOCK_FILE:  # held by this process (`lock_run`): deleting it would free it
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+    recorded = {} if cache_sha256 is None else {CACHE_KEY: cache_sha256}
+    paths.write_json(folder / "config.json", {**config.to_dict(), **recorded}, allow_nan=False)
     return {"epoch": 0, "best": None, "best_epoch": None, "completed": False}

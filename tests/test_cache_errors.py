@@ -235,7 +235,8 @@ def _gone_within(pids: set[int], seconds: float) -> set[int]:
 
 
 def _finished_chunks(folder: Path) -> list[Path]:
-    return sorted((folder / "chunks").glob("chunk-*.parquet"))
+    """The records of the finished chunks (`chunk-NNNNN.json`, written after the chunk's files)."""
+    return sorted((folder / "chunks").glob("chunk-?????.json"))
 
 
 @pytest.mark.slow  # a Dask cluster in a subprocess, 400 photos: 15-35 s on 2 cores
@@ -268,7 +269,7 @@ def test_ctrl_c_stops_the_build_at_once_and_says_what_it_kept(workspace: Path, t
     assert str(folder) in last and "run the same command again" in last, last
     for chunk in finished:  # finished chunks stay whole
         crops = np.load(chunk.with_suffix(".npy"))
-        assert len(crops) == (pd.read_parquet(chunk)["status"] == "ok").sum()
+        assert len(crops) == (pd.read_parquet(chunk.with_suffix(".parquet"))["status"] == "ok").sum()
     assert not _gone_within(children, 5), "no worker outlives the build"
 
 

@@ -348,7 +348,10 @@ def test_tiny_images_are_upscaled_or_rejected(face_image, detector):
     found = detector.detect(small)  # detected on an upscaled copy, boxes in the 28 px image
     assert found and found[0].box[2] <= 33 and found[0].box[3] <= 33
     assert faces.process_image(small, detector=detector).reason == faces.REASON_SMALL_FACE
-    kept = faces.process_image(small, policy="inference", detector=detector)
+    skipped = faces.process_image(small, policy="inference", detector=detector)  # under MIN_FACE_SIZE
+    assert skipped.reason == faces.REASON_SMALL_FACE and not skipped.faces and skipped.skipped
+    larger = cv2.resize(face_image, (64, 64), interpolation=cv2.INTER_AREA)
+    kept = faces.process_image(larger, policy="inference", detector=detector)
     assert kept.ok and kept.faces[0].crops.shape == shapes.CROPS_SHAPE
 
 

@@ -21,6 +21,7 @@ crops are RGB `uint8 [3, 64, 64, 3]` (`shapes.CROPS_SHAPE`), outer/middle/inner.
 | `processing` | `process_image(s)`, `Settings`, the policies and failure reasons |
 | `cluster` | the Dask cluster the chunks run on |
 | `cache_files` | the files of a cache: names, `config.json`, chunk files, manifest |
+| `cache_checksums` | the record (size, SHA-256) of each file a build wrote, and the check |
 | `cache_chunks` | one chunk: its job, its rows, the worker that writes it |
 | `cache_build` | `build_cache`: chunk jobs run here or on the cluster, the manifest |
 | `cache_load` | `load_cache`, `FaceCache`, `yield_table` |
@@ -81,6 +82,7 @@ from c3ae_utils.faces.images import (
 )
 from c3ae_utils.faces.pose import FACE_MODEL_3D, estimate_pose
 from c3ae_utils.faces.processing import (
+    MIN_FACE_SIZE,
     POLICIES,
     REASON_NO_FACE,
     REASON_SECOND_FACE,
@@ -89,6 +91,7 @@ from c3ae_utils.faces.processing import (
     ProcessedFace,
     ProcessResult,
     Settings,
+    SkippedFace,
     process_image,
     process_images,
 )
@@ -129,6 +132,7 @@ __all__ = [
     "FACE_MODEL_3D",
     "estimate_pose",
     # processing
+    "MIN_FACE_SIZE",
     "POLICIES",
     "REASONS",
     "REASON_NO_FACE",
@@ -137,6 +141,7 @@ __all__ = [
     "ProcessResult",
     "ProcessedFace",
     "Settings",
+    "SkippedFace",
     "process_image",
     "process_images",
     # cache

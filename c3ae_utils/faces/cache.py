@@ -11,10 +11,11 @@ result back as a `FaceCache`. From a terminal:
 
 | module | what it owns |
 | --- | --- |
-| `cache_files` | the files of a cache: names, folder, `config.json`, chunk files, manifest |
+| `cache_checksums` | the record (size, SHA-256) of each file a build wrote, and the check |
+| `cache_files` | the files of a cache: names, folder, `config.json`, chunk files and their records, manifest; `DamagedCache` |
 | `cache_chunks` | one chunk: its job, its rows (`RESULT_COLUMNS`), the worker that writes it |
 | `cache_build` | `build_cache`: chunk jobs, running them, merging them into the manifest |
-| `cache_load` | `load_cache`, `FaceCache`, `yield_table` |
+| `cache_load` | `load_cache` (every file it reads checked), `FaceCache`, `yield_table` |
 | `cli` | `build_parser`, `main`: the `c3ae cache` command line |
 
 Layout (`paths.cache_dir() / cache_name /`):
@@ -25,14 +26,21 @@ Layout (`paths.cache_dir() / cache_name /`):
 | `table.parquet` | the input metadata table, in processing order |
 | `chunks/chunk-NNNNN.npy` | uint8 `[k, 3, 64, 64, 3]`: the crops of the chunk's k usable faces |
 | `chunks/chunk-NNNNN.parquet` | one row per input image of the chunk: metadata, status, reason, pose |
+| `chunks/chunk-NNNNN.json` | the record of the chunk's two files (size, SHA-256), written after them |
 | `manifest.parquet` | every usable face, row-aligned with the concatenated crops |
 | `failures.csv` | path, reason, detail for every image that gave no usable face |
+| `checksums.json` | the record of every file above but itself and the chunk records |
 
 Crops are RGB, ordered outer/middle/inner (`shapes.SCALE_NAMES`), raw 0-255 values; they
 take 3 x 64 x 64 x 3 = 36,864 bytes per face, about 369 MB per 10,000 faces. Every file is
 written atomically (`paths.atomic_write`), so an interrupted build resumes where it stopped
-and ends byte-identical to an uninterrupted one. Ctrl-C stops the workers at once and says
-what was kept; workers also end when the process that started them dies.
+and ends byte-identical to an uninterrupted one on the same kind of workers (`cache_chunks`:
+this process and single-threaded cluster workers differ in the last bits of a few boxes and
+angles). A chunk counts as done only when its files match their record, and `load_cache`
+checks every file it reads: a damaged cache is one line naming the file and the command that
+rebuilds what does not verify. Cache names are plain folder names (`check_cache_name`).
+Ctrl-C stops the workers at once and says what was kept; workers also end when the process
+that started them dies.
 """
 
 from __future__ import annotations
@@ -44,10 +52,13 @@ from c3ae_utils.faces.cache_build import BuildInterrupted, build_cache, default_
 from c3ae_utils.faces.cache_chunks import RESULT_COLUMNS
 from c3ae_utils.faces.cache_files import (
     CACHE_FORMAT,
+    CHECKSUMS,
     CHUNK_SIZE,
     MANIFEST,
+    DamagedCache,
     cache_name,
     cache_path,
+    check_cache_name,
     finished_caches,
     is_finished,
 )
@@ -56,15 +67,18 @@ from c3ae_utils.faces.cli import build_parser, main
 
 __all__ = [
     "CACHE_FORMAT",
+    "CHECKSUMS",
     "CHUNK_SIZE",
     "MANIFEST",
     "RESULT_COLUMNS",
     "BuildInterrupted",
+    "DamagedCache",
     "FaceCache",
     "build_cache",
     "build_parser",
     "cache_name",
     "cache_path",
+    "check_cache_name",
     "default_workers",
     "finished_caches",
     "is_finished",

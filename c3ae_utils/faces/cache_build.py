@@ -2,7 +2,10 @@
 unfinished ones (in this process or on a Dask cluster) and merges their tables into the manifest.
 
 An interrupted build resumes where it stopped (finished chunks are kept) and ends
-byte-identical to an uninterrupted one; Ctrl-C raises `BuildInterrupted` saying what was kept.
+byte-identical to an uninterrupted one on the same kind of workers; Ctrl-C raises
+`BuildInterrupted` saying what was kept. A chunk counts as done only when its files match the
+record written with them (`cache_checksums`), so a build run again over a damaged cache redoes
+exactly what does not verify.
 """
 
 from __future__ import annotations
@@ -22,14 +25,16 @@ from c3ae_utils.faces.cache_chunks import ChunkJob, run_jobs
 from c3ae_utils.faces.cache_files import (
     CHUNK_SIZE,
     CHUNKS,
+    MANIFEST,
     cache_config,
     cache_path,
-    chunk_complete,
+    chunk_recorded,
+    chunk_verifies,
     count_crops,
-    is_finished,
     prepare_cache_folder,
     read_chunk_tables,
     remove_stale_temporaries,
+    summary_verifies,
     write_summary,
 )
 from c3ae_utils.faces.cluster import connect
@@ -87,13 +92,18 @@ def build_cache(
 
     `table` needs a `path` column; its other columns are kept, row-aligned with the crops.
     Images are processed in chunks of `chunk_size` rows (in table order), each chunk written
-    atomically, so an interrupted build resumes where it stopped and ends byte-identical to
-    an uninterrupted one. The chunks run on a Dask cluster (`cluster.run_on_cluster`): by
-    default a `LocalCluster` of `workers` processes (default: every core; `workers=1` works in
-    this process instead), or the existing cluster at `scheduler` ("tcp://HOST:8786" or a
-    `distributed.Client`), whose workers must see the same files. A worker that dies costs
-    its chunk only (the scheduler runs it again). `settings`: the per-image policy
-    (`Settings`); `detector_options`: keyword arguments of each worker's `Detector`.
+    atomically with a record of its bytes, so an interrupted build resumes where it stopped and
+    ends byte-identical to an uninterrupted one (on the same kind of workers: a cluster's
+    single-threaded workers, or this process; the two differ in the last bits of a few boxes
+    and angles, where TensorFlow's results depend on its thread count). Run again over a
+    finished cache, it checks every file and redoes what does not verify. The chunks run on a
+    Dask cluster (`cluster.run_on_cluster`): by default a `LocalCluster` of `workers` processes
+    (default: every core; `workers=1` works in this process instead), or the existing cluster
+    at `scheduler` ("tcp://HOST:8786" or a `distributed.Client`), whose workers must see the
+    same files. A worker that dies costs its chunk only (the scheduler runs it again); an
+    OSError on a worker (a full disk: "no space left on device" and the file) is raised as it
+    is. `settings`: the per-image policy (`Settings`); `detector_options`: keyword arguments
+    of each worker's `Detector`.
 
     `on_chunk_done(chunk_index)` is called in this process after each chunk's files are
     written (e.g. to drive a progress display); an exception it raises stops the build,
@@ -110,28 +120,29 @@ def build_cache(
     table = table.reset_index(drop=True)
     folder = cache_path(cache_name)
     config = cache_config(table, chunk_size, settings, Detector(**detector_options))
-    prepare_cache_folder(folder, table, config)
+    config_sha256 = prepare_cache_folder(folder, table, config)
     chunks_dir = folder / CHUNKS
     indices = range(config["num_chunks"])
     remove_stale_temporaries(chunks_dir, indices)
     jobs = [_chunk_job(table, index, chunk_size, chunks_dir, settings=settings, detector_options=detector_options,
-                       worker_initializer=worker_initializer) for index in indices]
-    pending = [job for job in jobs if not chunk_complete(chunks_dir, job.index)]
+                       worker_initializer=worker_initializer, config_sha256=config_sha256) for index in indices]
+    pending = [job for job in jobs if not chunk_verifies(chunks_dir, job.index, config_sha256)]
     if pending:
+        (folder / MANIFEST).unlink(missing_ok=True)  # unfinished until its chunks verify again
         try:
             _run_pending(pending, len(table), workers, scheduler, on_chunk_done, label=folder.name, progress=progress)
         except KeyboardInterrupt:
             raise BuildInterrupted(_kept_message(folder, jobs)) from None
     # A worker killed mid-write leaves a temporary file, and its chunk was written again elsewhere.
     remove_stale_temporaries(chunks_dir, indices)
-    if not is_finished(folder):
-        _finalize(folder, config["num_chunks"])
+    if pending or not summary_verifies(folder, config["num_chunks"]):
+        _finalize(folder, config["num_chunks"], config["chunk_size"], config_sha256)
     return folder
 
 
 def _kept_message(folder: Path, jobs: list[ChunkJob]) -> str:
     """What an interrupted build kept (its finished chunks) and how to resume it."""
-    done = [job for job in jobs if chunk_complete(folder / CHUNKS, job.index)]
+    done = [job for job in jobs if chunk_recorded(folder / CHUNKS, job.index)]
     images = sum(len(job.image_paths) for job in done)
     return (
         f"kept {len(done)} of {len(jobs)} chunks ({images} images) finished in {folder}; "
@@ -176,13 +187,17 @@ def _progress_callback(bar: tqdm, on_chunk_done: Callable[[int], None] | None) -
     return finished
 
 
-def _finalize(folder: Path, num_chunks: int) -> None:
-    """Merge the (complete) chunk tables into `manifest.parquet` and `failures.csv`."""
+def _finalize(folder: Path, num_chunks: int, chunk_size: int, config_sha256: str) -> None:
+    """Merge the chunk tables into `manifest.parquet` and `failures.csv`, after checking that
+    every chunk verifies (ValueError naming the first that does not: changed during the build)."""
+    for index in range(num_chunks):
+        if not chunk_verifies(folder / CHUNKS, index, config_sha256):
+            raise ValueError(f"{folder}: chunk {index} changed while the cache was built; run the build again.")
     table = read_chunk_tables(folder / CHUNKS, range(num_chunks))
     ok = table["status"] == "ok"
     if count_crops(folder / CHUNKS, num_chunks) != int(ok.sum()):
         raise ValueError(f"{folder}: chunk crops and tables disagree; delete the folder and rebuild.")
     manifest = table[ok].drop(columns=["status", "reason", "detail"]).reset_index(drop=True)
     failures = table[~ok][["path", "reason", "detail"]].reset_index(drop=True)
-    write_summary(folder, manifest, failures)
+    write_summary(folder, manifest, failures, num_chunks, chunk_size)
     logger.info("%s: %d faces cached, %d failures", folder.name, len(manifest), len(failures))

@@ -4,7 +4,15 @@ A chunk is `cache_files.CHUNK_SIZE` consecutive rows of the input table. `proces
 runs on a worker (a Dask worker process, or this process): it processes the chunk's images
 (`processing.process_images`) with the worker thread's own detector, turns the results into
 one table row per kept face or failed image (`RESULT_COLUMNS`) and the crops of the kept faces,
-and writes both as the chunk's files. `run_jobs` runs a list of chunk jobs here or on a cluster.
+and writes both as the chunk's files, then their record. `run_jobs` runs a list of chunk jobs
+here or on a cluster.
+
+Workers that are processes of their own run TensorFlow and OpenCV on one thread each; this
+process (`workers=1`) keeps TensorFlow's thread pools as they are (they are process-wide, and
+may be in use already). Where TensorFlow's CPU kernels (oneDNN) sum in an order that depends on
+the thread count (AVX-512 CPUs), the two give boxes and angles that differ in their last bits
+for a few faces (tests/test_face_cache.py: one face of 31, by 6e-5 px and 4e-6 degrees, with
+the same crops).
 """
 
 from __future__ import annotations
@@ -24,7 +32,7 @@ import pandas as pd
 from distributed import Client
 
 from c3ae_utils.faces.cache_files import write_chunk
-from c3ae_utils.faces.cluster import run_on_cluster
+from c3ae_utils.faces.cluster import WorkerFailed, run_on_cluster
 from c3ae_utils.faces.detection import Detector
 from c3ae_utils.faces.processing import ProcessedFace, ProcessResult, Settings, process_images
 from c3ae_utils.shapes import CHANNELS, CROP_SIZE, NUM_SCALES
@@ -95,9 +103,10 @@ def result_rows(
 
 @dataclass(frozen=True)
 class ChunkJob:
-    """One chunk for a worker: its index, first row, image paths and metadata rows, and how
-    the worker builds its detector (`one_thread`: cap OpenCV and TensorFlow to one thread,
-    for workers that are processes of their own)."""
+    """One chunk for a worker: its index, first row, image paths and metadata rows, how the
+    worker builds its detector (`one_thread`: cap OpenCV and TensorFlow to one thread, for
+    workers that are processes of their own), and the SHA-256 of the cache's `config.json`
+    (recorded with the chunk's files)."""
 
     index: int
     start: int
@@ -108,6 +117,7 @@ class ChunkJob:
     detector_options: dict
     worker_initializer: Callable[[], None] | None = None
     one_thread: bool = True
+    config_sha256: str = ""
 
 
 # One Detector per worker thread, built by the thread's first chunk (a Dask worker may run
@@ -156,16 +166,22 @@ def process_chunk(job: ChunkJob) -> tuple[int, int, int]:
     frame, crops = result_rows(results, rows, job.settings.crop_size)
     metadata = job.metadata.reset_index(drop=True)
     frame = metadata.iloc[frame["row"].to_numpy() - job.start].reset_index(drop=True).join(frame)
-    write_chunk(Path(job.folder), job.index, crops, frame)
+    write_chunk(Path(job.folder), job.index, crops, frame, job.config_sha256)
     return job.index, len(rows), len(crops)
 
 
 def run_jobs(jobs: list[ChunkJob], client: Client | None, on_result: Callable[[int, int], None]) -> None:
     """Run chunk jobs on the cluster of `client`, or one after another in this process when
-    it is None; `on_result(chunk, images)` here after each finished chunk."""
+    it is None; `on_result(chunk, images)` here after each finished chunk. An OSError on a
+    worker (a full disk) is raised here as it is: an expected error, not a worker's bug."""
     if client is None:
         for job in jobs:
             index, images, _ = process_chunk(dataclasses.replace(job, one_thread=False))
             on_result(index, images)
         return
-    run_on_cluster(client, process_chunk, jobs, lambda done: on_result(done[0], done[1]), name="c3ae-chunk")
+    try:
+        run_on_cluster(client, process_chunk, jobs, lambda done: on_result(done[0], done[1]), name="c3ae-chunk")
+    except WorkerFailed as failed:
+        if isinstance(failed.__cause__, OSError):
+            raise failed.__cause__ from None
+        raise

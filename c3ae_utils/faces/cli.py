@@ -21,7 +21,7 @@ import pandas as pd
 from c3ae_utils import cli as package_cli
 from c3ae_utils import datasets, paths
 from c3ae_utils.faces.cache_build import BuildInterrupted, build_cache
-from c3ae_utils.faces.cache_files import CHUNK_SIZE, cache_name, is_finished
+from c3ae_utils.faces.cache_files import CHUNK_SIZE, cache_name, check_cache_name, is_finished
 from c3ae_utils.faces.cache_load import load_cache, yield_table
 
 
@@ -38,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("--scheduler", default=None,
                        help="address of an existing Dask scheduler (tcp://HOST:8786) whose workers see the same files")
     build.add_argument("--chunk-size", type=int, default=CHUNK_SIZE, help="images per chunk file")
-    build.add_argument("--name", default=None, help="cache name (default: faces.cache_name)")
+    build.add_argument("--name", default=None,
+                       help="cache name, a folder name under paths.cache_dir() (default: faces.cache_name)")
     return parser
 
 
@@ -57,6 +58,11 @@ def _check_arguments(args: argparse.Namespace) -> None:
         raise ValueError(f"--seed {args.seed}: give a non-negative integer (the default is 0).")
     if args.scheduler is not None and "://" not in args.scheduler:
         raise ValueError(f"--scheduler {args.scheduler}: give the scheduler's address, e.g. tcp://HOST:8786.")
+    if args.name is not None:
+        try:
+            check_cache_name(args.name)
+        except ValueError as error:
+            raise ValueError(f"--name {args.name}: {error} Caches live in {paths.cache_dir()}.") from None
 
 
 def _check_images_on_disk(table: pd.DataFrame, dataset: str) -> None:

@@ -1,5 +1,11 @@
 """Shared fixtures: the real data mirror, one set of real face caches, and the notebook runner.
 
+The data: the mirror `C3AE_DATA_MIRROR`, else `../shared/data` beside the clone, else the
+course's own downloads (what `make run-all` fetched into `paths.download_dir()`): then a folder
+of links to the downloaded files that are byte for byte mirror files stands in for the mirror,
+and `datasets.fetch` extracts the official archives for the rest (`pytest_configure`). With
+none of them, pytest stops at once with one line saying what to run first.
+
 Under pytest-xdist (`make test`: two workers, `--dist loadfile`) each test module stays on
 one worker, so module fixtures (a trained run, exported models) are made once; notebooks
 01-04 (test_notebooks.py) and 05-07 (test_notebooks_training.py) run on the two workers at
@@ -10,7 +16,10 @@ a folder every worker shares, behind a file lock.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jsonschema  # noqa: F401  (first: see below)
@@ -28,7 +37,58 @@ if "C3AE_DATA_MIRROR" not in os.environ and DEFAULT_MIRROR.is_dir():
     os.environ["C3AE_DATA_MIRROR"] = str(DEFAULT_MIRROR)
 
 CACHED_DATASETS = ("utkface", "fgnet")
+TEST_DATASETS = ("utkface", "fgnet", "wiki", "reference", "demo")  # what the tests read (and make run-all fetches)
+DATA_SOURCE = pytest.StashKey[str]()  # the header line naming where the data comes from
 FIRST_FILE = "test_notebooks_training.py"  # the longest test file (see pytest_collection_modifyitems)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Without a mirror, let the course's downloads stand in for it; with nothing, one line.
+
+    Costs nothing when a mirror is set (xdist workers inherit the controller's). Otherwise a
+    temporary folder of links to the files this machine holds byte for byte (SHA-256 checked,
+    `datasets.link_mirror`) becomes `C3AE_DATA_MIRROR` for this run; `fetch` takes the rest from
+    the downloaded archives, checking their checksums. When none of `TEST_DATASETS` is extracted
+    or downloaded, pytest.UsageError: one line (exit status 4) instead of an error per test.
+    """
+    if "C3AE_DATA_MIRROR" in os.environ or getattr(config.option, "help", False):
+        return
+    from c3ae_utils import datasets, paths
+
+    held = [name for name in TEST_DATASETS if datasets.is_complete(name) or datasets.is_downloaded(name)]
+    if not held:
+        raise pytest.UsageError(_nothing_to_test_with())
+    folder = Path(tempfile.mkdtemp(prefix="c3ae-mirror-of-downloads-"))
+    config.add_cleanup(functools.partial(shutil.rmtree, folder, ignore_errors=True))
+    config.add_cleanup(functools.partial(os.environ.pop, "C3AE_DATA_MIRROR", None))
+    linked = datasets.link_mirror(folder)
+    os.environ["C3AE_DATA_MIRROR"] = str(folder)
+    missing = [name for name in TEST_DATASETS if name not in held]
+    config.stash[DATA_SOURCE] = (
+        f"data: no mirror; the downloads in {paths.download_dir()} stand in for it "
+        f"({len(linked)} mirror files linked in {folder}); missing: {', '.join(missing) or 'none'}"
+    )
+
+
+def _nothing_to_test_with() -> str:
+    """The one line of a clone with no data: what to run first and how much it downloads."""
+    from c3ae_utils import datasets, paths
+
+    specs = [datasets.get_spec(name) for name in TEST_DATASETS]
+    total = sum(spec.size_estimate or 0 for spec in specs)
+    unpublished = [spec.name for spec in specs if spec.size_estimate is None]
+    uncounted = f", plus {' and '.join(unpublished)} (size not published)" if unpublished else ""
+    return (
+        f"The tests need data: no mirror (C3AE_DATA_MIRROR, or ../shared/data beside the clone) and "
+        f"nothing downloaded in {paths.download_dir()}. Run `make run-all` first (or `make data "
+        f"DATASET=NAME` for each of {', '.join(TEST_DATASETS)}): it downloads about "
+        f"{total / 1e9:.1f} GB{uncounted}."
+    )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    """Where the data comes from, when the course's downloads stand in for the mirror."""
+    return [config.stash[DATA_SOURCE]] if DATA_SOURCE in config.stash else []
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -17,7 +17,7 @@ The modules, each importing only those before it:
 | `registry`   | `REGISTRY` of `DatasetSpec`s, `get_spec`, shared constants          |
 | `downloader` | resumable, checksummed `download`; `file_digest`, `verify_checksum` |
 | `extract`    | safe `extract_archive`                                              |
-| `fetching`   | `fetch` from the mirror or official home; `is_complete`, `check_access` |
+| `fetching`   | `fetch` from the mirror or official home; `is_complete`, `is_downloaded`, `check_access`, `link_mirror` |
 | `parsers`    | UTKFace / FG-NET file names and IMDB-WIKI `.mat` -> tidy tables     |
 | `cleaning`   | `load_metadata` and the IMDB-WIKI clean-up                          |
 | `splits`     | `split`, `protocol_split`, `select_split`, `loso_folds`, `subsample` |
@@ -44,7 +44,13 @@ from c3ae_utils.datasets.downloader import (
     verify_checksum,
 )
 from c3ae_utils.datasets.extract import ARCHIVE_SUFFIXES, extract_archive, is_archive
-from c3ae_utils.datasets.fetching import check_access, fetch, is_complete
+from c3ae_utils.datasets.fetching import (
+    check_access,
+    fetch,
+    is_complete,
+    is_downloaded,
+    link_mirror,
+)
 from c3ae_utils.datasets.metadata import (
     age_bin_counts,
     metadata_table,
@@ -94,6 +100,7 @@ __all__ = [
     # downloader, extract, fetching
     "DownloadError", "download", "file_digest", "verify_checksum", "CHUNK_BYTES",
     "extract_archive", "is_archive", "ARCHIVE_SUFFIXES", "fetch", "check_access", "is_complete",
+    "is_downloaded", "link_mirror",
     # parsers
     "parse_utkface", "parse_fgnet", "read_imdb_wiki_mat", "age_at_mid_year", "datenum_to_date",
     "UTKFACE_RACES", "STRING",

@@ -7,8 +7,10 @@ Contract: `fetch(name)` returns `raw_dir()/<name>` holding the dataset in the co
 temporary sibling that is renamed into place only when its layout checks pass, so a failure
 leaves no half dataset under the final name, and the temporary folders of a killed fetch are
 removed by the next one. With `C3AE_OFFLINE=1` the network is never used.
-When nothing can provide the data, FileNotFoundError says how to fix it. `is_complete` and
-`check_access` answer quickly without fetching anything.
+When nothing can provide the data, FileNotFoundError says how to fix it. `is_complete`,
+`is_downloaded` and `check_access` answer quickly without fetching anything. `link_mirror`
+lays out a folder like the mirror with the files this machine already holds, byte for byte
+(the tests use it where no mirror exists).
 """
 
 from __future__ import annotations
@@ -24,12 +26,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from c3ae_utils import paths
-from c3ae_utils.datasets.downloader import DownloadError, download, verify_checksum
+from c3ae_utils.datasets.downloader import DownloadError, download, file_digest, verify_checksum
 from c3ae_utils.datasets.extract import extract_archive, is_archive
 from c3ae_utils.datasets.registry import (
     MARKER,
     MIRROR_VARIABLE,
     OFFLINE_VARIABLE,
+    REGISTRY,
     USER_AGENT,
     DatasetSpec,
     MirrorFile,
@@ -257,6 +260,14 @@ def is_complete(name: str) -> bool:
     return (paths.raw_dir() / name / MARKER).exists()
 
 
+def is_downloaded(name: str) -> bool:
+    """True when every official file of `name` is in `download_dir()/name/`. A download is
+    renamed there only once its size and checksum are right (until then it is `<file>.part`),
+    and `fetch` checks the checksum again before it extracts the file."""
+    folder = paths.download_dir() / name
+    return all((folder / remote.filename).is_file() for remote in get_spec(name).downloads)
+
+
 def _build(spec: DatasetSpec, temporary: Path, target: Path, progress: bool) -> None:
     """Populate `temporary`, check its layout, mark it and rename it to `target`."""
     source = _populate(spec, temporary, progress)
@@ -336,3 +347,58 @@ def check_access(name_or_spec: str | DatasetSpec, timeout: float = 5.0) -> tuple
             reason = getattr(error, "reason", error)
             return False, _unavailable_message(spec, f"{remote.url}: {reason}")
     return True, f"{spec.name}: the official source is reachable"
+
+
+# --------------------------------------------------------------------------------------------
+# A mirror made of the files this machine already holds
+# --------------------------------------------------------------------------------------------
+
+
+def _same_file(path: Path, item: MirrorFile) -> bool:
+    """True when `path` is a file with the size (bytes) and SHA-256 of the mirror file `item`."""
+    if item.sha256 is None or not path.is_file():
+        return False
+    if item.size is not None and path.stat().st_size != item.size:
+        return False
+    return file_digest(path) == item.sha256
+
+
+def _held_copy(spec: DatasetSpec, item: MirrorFile) -> Path | None:
+    """A file on this machine that is byte for byte the mirror file `item` of `spec`: an official
+    download with the same SHA-256 (in `download_dir()/name/`), or the plain file `fetch` placed
+    at `raw_dir()/name/<target>`; None when there is none."""
+    candidates = [paths.download_dir() / spec.name / remote.filename
+                  for remote in spec.downloads if remote.sha256 is not None and remote.sha256 == item.sha256]
+    if item.target is not None:
+        candidates.append(paths.raw_dir() / spec.name / item.target)
+    return next((path for path in candidates if _same_file(path, item)), None)
+
+
+def _link(source: Path, link: Path) -> None:
+    """Make `link` a symbolic link to `source` (a copy where the system allows no links)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    link.unlink(missing_ok=True)
+    try:
+        link.symlink_to(source)
+    except OSError:  # e.g. Windows without the right to make links
+        shutil.copyfile(source, link)
+
+
+def link_mirror(folder: Path) -> list[str]:
+    """Lay out `folder` like the offline mirror (`C3AE_DATA_MIRROR`) with what this machine holds.
+
+    Each mirror file of the registry that is byte for byte (size and SHA-256) an official
+    download in `download_dir()`, or a file `fetch` placed in `raw_dir()`, is linked at its
+    mirror path (the reference weights and pictures, the demo files, `wiki.mat`). The mirror's
+    own archives (UTKFace in two parts, FGNET.tar) are not the official ones and are never
+    linked: with this folder as the mirror, `fetch` extracts the official downloads for those.
+    Returns the mirror paths linked, sorted.
+    """
+    linked = []
+    for spec in REGISTRY.values():
+        for item in spec.mirror:
+            source = _held_copy(spec, item)
+            if source is not None:
+                _link(source, Path(folder) / item.path)
+                linked.append(item.path)
+    return sorted(linked)

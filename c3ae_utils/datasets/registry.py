@@ -80,12 +80,18 @@ class DatasetSpec:
     licence: str
     citation: str
     notes: str = ""
+    approximate_size: int | None = None  # bytes, rounded, where no exact size is published
 
     @property
     def download_size(self) -> int | None:
         """Total bytes of the official downloads, None when a size is unknown."""
         sizes = [remote.size for remote in self.downloads]
         return None if any(size is None for size in sizes) else sum(sizes)
+
+    @property
+    def size_estimate(self) -> int | None:
+        """`download_size`, else `approximate_size` (bytes); None when neither is known."""
+        return self.download_size if self.download_size is not None else self.approximate_size
 
 
 _IMDB_WIKI_HOME = "https://data.vision.ee.ethz.ch/cvl/rrothe/imdb-wiki/"
@@ -228,6 +234,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         citation=_IMDB_WIKI_CITATION,
         notes="About 0.8 GB; no checksum is published, so the size and SHA-256 are recorded "
         "in wiki_crop.tar.json after the first download. The mirror holds wiki.mat only.",
+        approximate_size=800_000_000,
     ),
     "imdb": DatasetSpec(
         name="imdb",
@@ -243,6 +250,7 @@ REGISTRY: dict[str, DatasetSpec] = {
         citation=_IMDB_WIKI_CITATION,
         notes="About 7 GB; no checksum is published, so the size and SHA-256 are recorded "
         "in imdb_crop.tar.json after the first download.",
+        approximate_size=7_000_000_000,
     ),
     "reference": DatasetSpec(
         name="reference",

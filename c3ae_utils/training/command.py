@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from c3ae_utils import cli, datasets, paths
+from c3ae_utils.faces.cache import check_cache_name
 from c3ae_utils.losses import LOSSES
 from c3ae_utils.training import fit
 from c3ae_utils.training.config import SCHEDULES, TrainConfig, check_run_name
@@ -134,6 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     on stderr says what the run folder kept and how to resume; exit code 130."""
     argv = list(sys.argv[1:] if argv is None else argv)
     config = TrainConfig(**vars(build_parser().parse_args(argv)))
+    if config.cache_name is not None:  # on the command line a cache is named, never a path
+        check_cache_name(config.cache_name)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
         run = fit.train(config)  # looked up at call time: tests replace `fit.train`

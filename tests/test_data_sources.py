@@ -13,42 +13,23 @@ the official one, holding the real `wiki.mat`. `link_mirror` is checked here in 
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import shutil
 import subprocess
 import sys
 import tarfile
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from official_homes import OfficialHome, serving
 
 from c3ae_utils import datasets
 
 REPO = Path(__file__).resolve().parents[1]
 SERVED = ("reference", "wiki")  # what the stand-in home serves (8 MB in all)
 WIKI_TESTS = "wiki or mid_year_convention or not_a_mat or damaged_mirror"  # tests/test_datasets.py on the real wiki.mat
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args: object) -> None:  # keep pytest's output clean
-        pass
-
-
-class OfficialHomes(ThreadingHTTPServer):
-    """Serves a folder on 127.0.0.1 in place of the official hosts (every host's paths in one)."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(folder)))
-
-    def url_for(self, official_url: str) -> str:
-        """`official_url` with this server in place of its host."""
-        parts = urllib.parse.urlsplit(official_url)
-        return parts._replace(scheme="http", netloc=f"127.0.0.1:{self.server_address[1]}").geturl()
 
 
 def _official_path(home: Path, remote: datasets.RemoteFile) -> Path:
@@ -71,18 +52,14 @@ def _stand_in_home(mirror: Path, home: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def official_homes(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfficialHomes]:
+def official_homes(mirror: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OfficialHome]:
     home = tmp_path_factory.mktemp("official_homes")
     _stand_in_home(mirror, home)
-    server = OfficialHomes(home)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(home) as server:
+        yield server
 
 
-def _fetch_from(homes: OfficialHomes, name: str) -> Path:
+def _fetch_from(homes: OfficialHome, name: str) -> Path:
     """`make data DATASET=name` with the official homes stood in for: the registry entry with
     only its URLs changed (the checksums are the registry's)."""
     spec = datasets.get_spec(name)
@@ -126,7 +103,7 @@ def test_a_clone_without_data_stops_with_one_line(clone: Path) -> None:
 
 
 def test_a_clone_tests_with_the_archives_it_downloaded(
-    clone: Path, official_homes: OfficialHomes, monkeypatch: pytest.MonkeyPatch
+    clone: Path, official_homes: OfficialHome, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for variable in ("C3AE_DATA_MIRROR", "C3AE_HOME", "C3AE_OFFLINE"):
         monkeypatch.delenv(variable, raising=False)
@@ -145,7 +122,7 @@ def test_a_clone_tests_with_the_archives_it_downloaded(
 
 
 def test_link_mirror_links_only_files_that_are_mirror_files_byte_for_byte(
-    official_homes: OfficialHomes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    official_homes: OfficialHome, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("C3AE_DATA_MIRROR", raising=False)
     monkeypatch.setenv("C3AE_DATA_DIR", str(tmp_path / "raw"))

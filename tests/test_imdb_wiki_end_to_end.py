@@ -16,19 +16,17 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import io
 import json
-import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from imdb_wiki_standin import DROPPED, PHOTOS_PER_CELEBRITY, Standin, build_standins
+from official_homes import OfficialHome, serving
 
 from c3ae_utils import cli, datasets, evaluation, faces, training
 
@@ -40,30 +38,6 @@ EPOCHS = 5
 BATCH_SIZE = 4
 LOCATIONS = ("C3AE_DATA_DIR", "C3AE_DOWNLOAD_DIR", "C3AE_CACHE_DIR", "C3AE_ARTIFACTS_DIR",
              "C3AE_FIGURES_DIR", "C3AE_DATA_MIRROR", "C3AE_OFFLINE")
-
-
-class OfficialHome(ThreadingHTTPServer):
-    """Serves a folder on 127.0.0.1 in place of the official IMDB-WIKI host; records each path."""
-
-    def __init__(self, folder: Path) -> None:
-        super().__init__(("127.0.0.1", 0), functools.partial(_Handler, directory=str(folder)))
-        self.requested: list[str] = []
-
-    def url_for(self, official_url: str) -> str:
-        """`official_url` with this server in place of the official host."""
-        parts = urllib.parse.urlsplit(official_url)
-        return parts._replace(scheme="http", netloc=f"127.0.0.1:{self.server_address[1]}").geturl()
-
-
-class _Handler(SimpleHTTPRequestHandler):
-    server: OfficialHome
-
-    def log_message(self, *args: object) -> None:  # keep pytest's output clean
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-        self.server.requested.append(self.path)
-        super().do_GET()
 
 
 @dataclasses.dataclass
@@ -107,12 +81,8 @@ def standins(mirror: Path, home_folder: Path) -> dict[str, Standin]:
 
 @pytest.fixture(scope="module")
 def official_home(home_folder: Path, standins: dict[str, Standin]) -> Iterator[OfficialHome]:
-    server = OfficialHome(home_folder)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(home_folder) as server:
+        yield server
 
 
 def _train_command(name: str) -> str:

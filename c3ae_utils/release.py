@@ -6,7 +6,7 @@ writes, into `models/` (`network.shipped_models_dir()`):
 
 | file | content |
 | --- | --- |
-| `c3ae_utkface.keras` | the run's best checkpoint without its optimizer state (inference only), by default inside `network.with_flip_averaging` |
+| `c3ae_utkface.keras` | the run's best checkpoint without its optimizer state (inference only), by default inside `network.with_flip_averaging`, saved so that the oldest Keras the package accepts reads it (`save_portable`) |
 | `c3ae_utkface_fp16.tflite` | the same model converted to float16 TFLite |
 | `c3ae_utkface.json` | where it came from and what it scores (every number of the card) |
 | `README.md` | the model card, rendered from the JSON by `model_card_markdown` |
@@ -22,14 +22,19 @@ full cache). The test split is never used to choose anything.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Any
 
-from c3ae_utils import cli, evaluation, faces, inference, network, paths, training
+import keras
+import numpy as np
+
+from c3ae_utils import cli, evaluation, faces, inference, network, paths, shapes, training
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +43,17 @@ KERAS_FILE = network.SHIPPED_WEIGHTS[NAME]
 TFLITE_FILE = "c3ae_utkface_fp16.tflite"
 CARD_JSON = "c3ae_utkface.json"
 MAX_BYTES = 1_000_000  # each shipped file stays under 1 MB (the repository holds it)
+OLDEST_KERAS = "3.10"  # the oldest Keras that pyproject.toml accepts: the shipped file must load there
+# Settings that Keras releases after OLDEST_KERAS added to the configs of built-in layers and
+# initializers, with the value that means "as before". Older Keras refuses them as unexpected
+# arguments, so `portable_config` leaves them out where they hold that value.
+_VARIANCE_SCALING = ("VarianceScaling", "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal",
+                     "LecunUniform", "LecunNormal")
+NEWER_KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
+    **{name: {"input_axes": None, "output_axes": None} for name in _VARIANCE_SCALING},  # Keras 3.15
+    **{name: {"quantization_config": None} for name in ("Dense", "EinsumDense", "Embedding")},
+    "BatchNormalization": {"renorm": False, "renorm_clipping": None, "renorm_momentum": 0.99},
+}
 LICENCE = (
     "UTKFace is made available for non-commercial research purposes only (its authors' terms, "
     "https://susanqq.github.io/UTKFace/); the copyright of its photos stays with their owners. "
@@ -113,10 +129,50 @@ def _small_subset(model: Any, cache_name: str | None) -> dict[str, Any] | None:
     return {"cache": cache_name, "count": metrics["count"], "mae": round(metrics["mae"], 4)}
 
 
+def portable_config(node: Any) -> Any:
+    """A copy of a `.keras` archive's `config.json` (nested dicts and lists) without the
+    settings of `NEWER_KERAS_DEFAULTS` that hold their default value; any other value is kept
+    (such a file needs the newer Keras, and the loader says so)."""
+    if isinstance(node, list):
+        return [portable_config(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copy = {key: portable_config(value) for key, value in node.items()}
+    defaults = NEWER_KERAS_DEFAULTS.get(copy.get("class_name"), {})
+    if defaults and str(copy.get("module", "")).startswith("keras") and isinstance(copy.get("config"), dict):
+        copy["config"] = {key: value for key, value in copy["config"].items()
+                          if not (key in defaults and value == defaults[key])}
+    return copy
+
+
+def make_portable(path: Path) -> None:
+    """Rewrite the `.keras` archive `path` in place with `portable_config` of its `config.json`;
+    its other entries (the weights, `metadata.json`) keep their bytes, names and order."""
+    with zipfile.ZipFile(path) as archive:
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(path, "w") as archive:
+        for info, data in entries:
+            if info.filename == "config.json":
+                data = json.dumps(portable_config(json.loads(data))).encode()
+            archive.writestr(info, data)  # the entry's own compression and date
+
+
+def save_portable(model: Any, path: Path) -> None:
+    """`model.save(path)` (a `.keras` file) that Keras `OLDEST_KERAS` and later read; ValueError
+    when the file read back predicts otherwise than `model`."""
+    model.save(path)
+    make_portable(path)
+    crops = np.random.default_rng(0).integers(0, 256, (4, *shapes.CROPS_SHAPE), dtype=np.uint8)  # [4, 3, 64, 64, 3]
+    saved, loaded = (network.predict_ages(each, crops)["age"] for each in (model, network.load_model(path)))
+    if not np.array_equal(saved, loaded):
+        raise ValueError(f"{path} read back predicts {loaded}, the model {saved}: not saved as it is.")
+
+
 def _files(folder: Path, model: Any) -> dict[str, Any]:
     """Write the `.keras` and float16 TFLite files; their sizes in bytes (ValueError over 1 MB)."""
     keras_path, tflite_path = folder / KERAS_FILE, folder / TFLITE_FILE
-    paths.atomic_write(keras_path, model.save)  # the temporary name keeps the .keras suffix Keras needs
+    # the temporary name keeps the .keras suffix Keras needs
+    paths.atomic_write(keras_path, lambda temporary: save_portable(model, temporary))
     inference.export_tflite(model, tflite_path, quantization="float16")
     sizes = {path.name: path.stat().st_size for path in (keras_path, tflite_path)}
     too_big = {name: size for name, size in sizes.items() if size >= MAX_BYTES}
@@ -148,6 +204,7 @@ def release(run: str, cache: str = "utkface", fgnet_cache: str | None = None,
         "flip_averaging": flip,
         "parameters": int(model.count_params()),
         "files": _files(folder, model),
+        "keras": {"saved_by": keras.__version__, "oldest": OLDEST_KERAS},  # the oldest that reads the file
         "data": {"dataset": "UTKFace (aligned and cropped faces)", "cache": cache,
                  "faces": {split: int((loaded.table["split"] == split).sum()) for split in ("train", "val", "test")}},
         "licence": LICENCE,
@@ -230,6 +287,7 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         "## Files", "",
         "| file | bytes |", "| --- | ---: |",
         *[f"| `{name}` | {size:,} |" for name, size in card["files"].items()], "",
+        *_keras_note(card),
         f"Inputs: `crops` float32 `[batch, 3, 64, 64, 3]` (outer, middle, inner context crops, RGB, 0-255); "
         f"outputs `age` `[batch, 1]` (years) and `distribution` `[batch, 12]`. {card['parameters']:,} parameters.", "",
         "## Training", "",
@@ -255,6 +313,15 @@ def model_card_markdown(card: dict[str, Any]) -> str:
         lines += ["", f"The test suite checks these weights on the test rows of the course's small cache "
                       f"(`{small['cache']}`, {small['count']} faces): MAE {small['mae']:.2f}."]
     return "\n".join(lines) + "\n"
+
+
+def _keras_note(card: dict[str, Any]) -> list[str]:
+    """The card's sentence (and blank line) on which Keras versions read the `.keras` file."""
+    if not card.get("keras"):
+        return []
+    return [f"Saved by Keras {card['keras']['saved_by']} for Keras {card['keras']['oldest']} and later: the settings "
+            "that newer Keras added are left out where they hold their default value (`release.portable_config`), "
+            "so the weights are the same bytes and older Keras reads the file.", ""]
 
 
 def _limits(card: dict[str, Any]) -> list[str]:

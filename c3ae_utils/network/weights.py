@@ -22,6 +22,7 @@ from c3ae_utils.network.weight_files import (
     WEIGHTS_ADVICE,
     clause,
     file_start,
+    newer_keras_message,
     saved_by_keras3,
 )
 
@@ -188,10 +189,15 @@ def model_label(spec: keras.Model | str | os.PathLike | Any | None = None) -> st
 
 
 def _keras_load(path: Path, compile: bool) -> keras.Model:
-    """`keras.saving.load_model(path)`; ValueError naming the file when Keras cannot read it."""
+    """`keras.saving.load_model(path)`; ValueError naming the file when Keras cannot read it,
+    and naming both Keras versions when a newer Keras saved it (`newer_keras_message`)."""
     try:
         return keras.saving.load_model(path, compile=compile)
     except (ValueError, TypeError, KeyError, OSError, zipfile.BadZipFile) as error:  # TypeError: unknown class
+        # A newer Keras writes settings an older one does not know (TypeError: unexpected argument).
+        newer = newer_keras_message(path, keras.__version__, error) if isinstance(error, TypeError | ValueError) else None
+        if newer is not None:
+            raise ValueError(newer) from error
         raise ValueError(
             f"{path} cannot be loaded as a Keras model: {' '.join(clause(error).split())}. "
             f"{WEIGHTS_ADVICE}"

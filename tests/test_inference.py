@@ -174,7 +174,7 @@ def test_predict_video_writes_an_annotated_video_and_a_csv(model, demo, tmp_path
     assert rows and {row["frame"] for row in rows} <= {0, 20, 40}
     with output_csv.open() as handle:
         table = list(csv.DictReader(handle))
-    assert list(table[0]) == inference.CSV_COLUMNS
+    assert list(table[0]) == [*inference.CSV_COLUMNS, "track", "age_raw", "age_smoothed"]  # tracking, the default, adds its columns
     assert len(table) == len(rows)
     assert all(0 < float(row["age"]) < 100 for row in table)
     assert float(table[-1]["time_s"]) == pytest.approx(int(table[-1]["frame"]) / 29.97, abs=1e-2)

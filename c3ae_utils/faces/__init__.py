@@ -20,6 +20,8 @@ crops are RGB `uint8 [3, 64, 64, 3]` (`shapes.CROPS_SHAPE`), outer/middle/inner.
 | `pose` | `estimate_pose`: yaw, pitch, roll in degrees |
 | `processing` | `process_image(s)`, `Settings`, the policies and failure reasons |
 | `cluster` | the Dask cluster the chunks run on |
+| `stream_networks` | MTCNN's networks compiled for streams (P-Net graph, R-/O-Net TFLite) |
+| `tracking` | `StreamDetector`: detection on a schedule, R-/O-Net follower, O-Net on the chip |
 | `cache_files` | the files of a cache: names, `config.json`, chunk files, manifest |
 | `cache_checksums` | the record (size, SHA-256) of each file a build wrote, and the check |
 | `cache_chunks` | one chunk: its job, its rows, the worker that writes it |
@@ -95,8 +97,10 @@ from c3ae_utils.faces.processing import (
     process_image,
     process_images,
 )
+from c3ae_utils.faces.tracking import StreamDetector
 
 __all__ = [
+    "StreamDetector",
     # shapes (re-exported)
     # images
     "MIN_IMAGE_SIDE",

@@ -24,13 +24,14 @@ The modules, each importing only those before it:
 | ------------- | ------------------------------------------------------------------------- |
 | `predictions` | `FacePrediction`, `preprocess_images`: faces and crops of photos          |
 | `drawing`     | `draw_predictions`: boxes and ages on a copy of an image                  |
-| `outputs`     | `write_csv` (`CSV_COLUMNS`), annotated photos, `predictions.json`         |
-| `video`       | `predict_video`, `open_capture`: read frames, write the annotated video   |
+| `outputs`     | `write_csv` (`CSV_COLUMNS`), annotated photos, `predictions.json`, `output_names` (never colliding) |
+| `tracking`    | `FaceTracker`, `TrackedPrediction`, `LitePredictor`: faces followed through frames, track IDs, smoothed ages |
+| `video`       | `predict_video`, `open_capture`: read frames, write the annotated video (tracked by default) |
 | `estimator`   | `AgeEstimator`: detector + model, photos batched into one model call      |
 | `runners`     | `TFLiteRunner`, `OnnxRunner`, `load_runner`: run exported models          |
 | `export`      | `export_tflite`, `export_onnx`, `export_all`, `export_saved_model`        |
 | `benchmark`   | `compare_exports`, `benchmark`, `measure_latency`: exports against Keras  |
-| `inputs`      | `expand_inputs`, `IMAGE_SUFFIXES`, `VIDEO_SUFFIXES`: which files to read  |
+| `inputs`      | `scan_inputs`, `expand_inputs`, `media_kind`: which files to read (by decoding) |
 | `command`     | `build_parser`, `main`: the `c3ae predict` command line                   |
 
 This package re-exports their public names, so `inference.NAME` is all a caller needs.
@@ -56,21 +57,23 @@ from c3ae_utils.inference.export import (
     export_saved_model,
     export_tflite,
 )
-from c3ae_utils.inference.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs
-from c3ae_utils.inference.outputs import CSV_COLUMNS, write_csv
+from c3ae_utils.inference.inputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, expand_inputs, scan_inputs
+from c3ae_utils.inference.outputs import CSV_COLUMNS, output_names, write_csv
 from c3ae_utils.inference.predictions import FacePrediction, preprocess_images
 from c3ae_utils.inference.runners import OnnxRunner, TFLiteRunner, load_runner
-from c3ae_utils.inference.video import open_capture, predict_video
+from c3ae_utils.inference.tracking import FaceTracker, LitePredictor, TrackedPrediction
+from c3ae_utils.inference.video import TRACK_COLUMNS, open_capture, predict_video
 
 __all__ = [
     # predictions, drawing, estimator
     "FacePrediction", "preprocess_images", "draw_predictions", "AgeEstimator",
     # video and output files
-    "predict_video", "open_capture", "write_csv", "CSV_COLUMNS",
+    "predict_video", "open_capture", "write_csv", "CSV_COLUMNS", "TRACK_COLUMNS",
+    "FaceTracker", "LitePredictor", "TrackedPrediction",
     # export, exported models, benchmark
     "QUANTIZATIONS", "EXPORT_FORMATS", "export_saved_model", "export_tflite", "export_onnx",
     "export_all", "TFLiteRunner", "OnnxRunner", "load_runner",
     "compare_exports", "measure_latency", "keras_predictor", "benchmark",
     # command line
-    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "expand_inputs", "build_parser", "main",
+    "IMAGE_SUFFIXES", "VIDEO_SUFFIXES", "expand_inputs", "scan_inputs", "output_names", "build_parser", "main",
 ]

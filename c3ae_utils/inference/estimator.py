@@ -3,6 +3,7 @@ predict the age of every face of photos, batched into one model call."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,13 @@ import keras
 import numpy as np
 
 from c3ae_utils import faces, network
+from c3ae_utils.faces.tracking import StreamDetector
 from c3ae_utils.inference.drawing import draw_predictions
 from c3ae_utils.inference.predictions import FacePrediction, check_image, preprocess_images
+from c3ae_utils.inference.tracking import CropPredictor, FaceTracker, LitePredictor
 from c3ae_utils.inference.video import predict_video
+
+logger = logging.getLogger(__name__)
 
 
 class AgeEstimator:
@@ -29,6 +34,7 @@ class AgeEstimator:
         self.model = network.load_model(model) if isinstance(model, keras.Model) else model
         self.detector = detector
         self.name = name
+        self._stream_predictor: CropPredictor | None = None
 
     @classmethod
     def from_weights(cls, spec: str | Path | None = None, detector: Any = None) -> AgeEstimator:
@@ -81,13 +87,43 @@ class AgeEstimator:
         """A copy of the RGB uint8 image with each face's box and predicted age drawn on it."""
         return draw_predictions(image, predictions)
 
+    def tracker(self, **settings: Any) -> FaceTracker:
+        """A new `tracking.FaceTracker` that follows faces with this estimator's detector and
+        predicts them with its model (`stream_predictor`); `settings` are `FaceTracker`'s
+        (`detect_interval_s`, `half_life_s`, ...)."""
+        # The predictor is made on the tracker's first use (`warm_up`), not here: converting the
+        # model takes seconds, and a video that cannot be opened should fail before that.
+        return FaceTracker(self._predict_stream_crops, StreamDetector(self._get_detector()), **settings)
+
+    def _predict_stream_crops(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """Ages and distributions of crops [n, 3, 64, 64, 3] by `stream_predictor()`."""
+        return self.stream_predictor()(crops)
+
+    def stream_predictor(self) -> CropPredictor:
+        """What trackers predict crops with: a Keras model's float32 TFLite conversion
+        (`tracking.LitePredictor`: the same ages, about twice as fast on a frame's few faces;
+        made once), `predict_crops` for an exported runner or where the conversion fails."""
+        if self._stream_predictor is None:
+            self._stream_predictor = self.predict_crops
+            if isinstance(self.model, keras.Model):
+                try:
+                    self._stream_predictor = LitePredictor(self.model)
+                except Exception as error:  # any converter failure: Keras still predicts
+                    logger.warning("TFLite conversion failed (%s); videos predict with Keras.", error)
+        return self._stream_predictor
+
     def predict_video(
         self,
-        path: str | Path,
+        path: str | Path | int,
         output_video: str | Path | None,
         output_csv: str | Path | None,
         stride: int = 1,
         max_frames: int | None = None,
+        track: bool = True,
+        live: bool = False,
     ) -> list[dict[str, Any]]:
-        """Predict ages on every `stride`-th frame of a video file; see `video.predict_video`."""
-        return predict_video(self, path, output_video, output_csv, stride, max_frames)
+        """Predict ages on every `stride`-th frame of a video file (or a camera: `live`); see
+        `video.predict_video`. `track` (the default): faces are followed from frame to frame
+        by a new `tracker()`, with track IDs and smoothed ages; False detects every frame anew."""
+        tracker = self.tracker() if track else None
+        return predict_video(self, path, output_video, output_csv, stride, max_frames, tracker, live)

@@ -12,6 +12,7 @@
 | `training` | the focal loss and training runs (notebook 05) |
 | `errors` | the error analysis (notebook 06) |
 | `prediction` | prediction and export (notebook 07) |
+| `video` | faces tracked through a video: raw against smoothed ages (notebook 07) |
 
 Every topic module imports only `figures`. Contributors: add a figure to the module of its
 topic and re-export it here, so `from c3ae_utils import plotting; plotting.NAME` works for
@@ -67,6 +68,7 @@ from c3ae_utils.plotting.training import (
     plot_learning_curves,
     plot_mae_by_age_bin,
 )
+from c3ae_utils.plotting.video import plot_track_ages
 
 __all__ = [
     # figures
@@ -111,4 +113,6 @@ __all__ = [
     "plot_annotated_photos",
     "plot_latency",
     "plot_video_ages",
+    # video (notebook 07)
+    "plot_track_ages",
 ]

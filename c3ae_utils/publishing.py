@@ -141,8 +141,9 @@ def _run_minutes(executed: Any) -> float | None:
     return None if seconds is None else seconds / 60
 
 
-def publish_notebook(source_path: Path, executed_path: Path) -> Path:
-    """Write `source_path` with the outputs of its executed full-run copy; return it."""
+def _published_text(source_path: Path, executed_path: Path) -> str:
+    """The text of `source_path` with the outputs of its executed full-run copy, once both are
+    checked (a clean full run of the same code, at most `MAX_NOTEBOOK_MB`); nothing is written."""
     if not executed_path.exists():
         raise FileNotFoundError(f"{executed_path} is missing: run the course first (`make run-all`).")
     source = nbformat.read(source_path, as_version=4)
@@ -153,19 +154,20 @@ def publish_notebook(source_path: Path, executed_path: Path) -> Path:
     if megabytes > MAX_NOTEBOOK_MB:
         raise ValueError(f"{source_path.name} would be {megabytes:.1f} MB with its outputs (limit "
                          f"{MAX_NOTEBOOK_MB:g} MB): lower the figures' DPI and run it again.")
-    return paths.write_text_atomic(source_path, text)
+    return text
+
+
+def publish_notebook(source_path: Path, executed_path: Path) -> Path:
+    """Write `source_path` with the outputs of its executed full-run copy; return it."""
+    return paths.write_text_atomic(source_path, _published_text(source_path, executed_path))
 
 
 def publish_all(executed_dir: Path | None = None) -> list[Path]:
     """Publish every course notebook from its executed copy in `executed_dir`
     (default: `artifacts/notebooks/`, where `make run-all` writes them). All are checked first."""
     folder = executed_dir or paths.artifacts_dir() / "notebooks"
-    for source in course.list_notebooks():
-        executed = nbformat.read(folder / source.name, as_version=4) if (folder / source.name).exists() else None
-        if executed is None:
-            raise FileNotFoundError(f"{folder / source.name} is missing: run the course first (`make run-all`).")
-        _check_executed(executed, nbformat.read(source, as_version=4), source.name)
-    return [publish_notebook(source, folder / source.name) for source in course.list_notebooks()]
+    texts = {source: _published_text(source, folder / source.name) for source in course.list_notebooks()}
+    return [paths.write_text_atomic(source, text) for source, text in texts.items()]
 
 
 def build_parser() -> argparse.ArgumentParser:

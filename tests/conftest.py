@@ -121,6 +121,16 @@ def mirror() -> Path:
     return Path(value)
 
 
+@pytest.fixture(scope="session")
+def utkface_folder(mirror: Path) -> Path:
+    """The extracted UTKFace images (`UTKFace/` of `datasets.fetch("utkface")`): the course
+    mirror's 22,207 or the official release's 23,708 (`utkface_releases`), whichever this
+    machine has; session-scoped, so it is fetched before any test moves the data folders."""
+    from c3ae_utils import datasets
+
+    return datasets.fetch("utkface", progress=False) / "UTKFace"
+
+
 def _run_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder of this test run that every xdist worker sees (their base temp's parent)."""
     base = tmp_path_factory.getbasetemp()

@@ -2,7 +2,7 @@
 
 The official `wiki_crop.tar` (0.8 GB) and `imdb_crop.tar` (7 GB) cannot be reached from the
 test machines, and the mirror holds the real `wiki.mat` without its crops. So the end-to-end
-tests build stand-ins: real UTKFace photos (from the mirror's archives, bytes untouched) named
+tests build stand-ins: real UTKFace photos (the extracted release's files, bytes untouched) named
 and stored as the official crops are,
 
     wiki_crop.tar: wiki_crop/wiki.mat, wiki_crop/NN/<id>_<YYYY-MM-DD>_<year>.jpg
@@ -32,7 +32,6 @@ from pathlib import Path
 import numpy as np
 from scipy.io import savemat
 
-UTKFACE_PARTS = ("utkface/UTKFace_part1of2.tar.gz", "utkface/UTKFace_part2of2.tar.gz")
 _UTKFACE_AGE_GENDER = re.compile(r"^UTKFace/(\d+)_([01])_")  # gender 0 male, 1 female
 _MATLAB_DAY_OFFSET = 366  # MATLAB datenum = Python's proleptic ordinal + 366 (datenum 1 = 1 Jan of year 0)
 _LAST_YEAR = 2015  # the newest photo_taken of the stand-ins (the official data ends in 2015)
@@ -106,31 +105,23 @@ def _selection_key(seed: int, name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big")
 
 
-def utkface_faces(mirror: Path, count: int, seed: int = 0,
+def utkface_faces(folder: Path, count: int, seed: int = 0,
                   decades: tuple[int, ...] = AGE_DECADES) -> list[Face]:
-    """`count` UTKFace photos, as many from each age decade in `decades` (0: ages 1-9, 1: 10-19,
-    ...), drawn at random (fixed by `seed`) from the mirror's two archives in one streaming pass
-    each (about 1 s of CPU), in a random order."""
+    """`count` UTKFace photos of `folder` (the extracted `UTKFace/`), as many from each age
+    decade in `decades` (0: ages 1-9, 1: 10-19, ...), drawn at random (fixed by `seed`, ranked by
+    name: the same photos from either release where both hold them), in a random order."""
     per_decade = -(-count // len(decades))
-    kept: dict[int, list[tuple[int, Face]]] = {decade: [] for decade in decades}  # max-heaps of -key
-    for part in UTKFACE_PARTS:
-        with tarfile.open(mirror / part, "r|gz") as archive:
-            for member in archive:
-                match = _UTKFACE_AGE_GENDER.match(member.name)
-                if match is None or int(match[1]) // 10 not in kept:
-                    continue
-                heap, key = kept[int(match[1]) // 10], _selection_key(seed, member.name)
-                if len(heap) == per_decade and -heap[0][0] < key:
-                    continue
-                face = Face(member.name, archive.extractfile(member).read(), int(match[1]),
-                            "male" if match[2] == "0" else "female")
-                heapq.heappush(heap, (-key, face))
-                if len(heap) > per_decade:
-                    heapq.heappop(heap)
-    chosen = sorted((-negative, face) for heap in kept.values() for negative, face in heap)
+    ranked: dict[int, list[tuple[int, str, re.Match]]] = {decade: [] for decade in decades}
+    for path in folder.glob("*.jpg"):
+        name = f"UTKFace/{path.name}"
+        match = _UTKFACE_AGE_GENDER.match(name)
+        if match is not None and int(match[1]) // 10 in ranked:
+            ranked[int(match[1]) // 10].append((_selection_key(seed, name), name, match))
+    chosen = sorted(entry for entries in ranked.values() for entry in heapq.nsmallest(per_decade, entries))
     if len(chosen) < count:
         raise ValueError(f"Only {len(chosen)} UTKFace photos drawn, {count} needed.")
-    return [face for _, face in chosen[:count]]
+    return [Face(name, (folder / name.split("/", 1)[1]).read_bytes(), int(match[1]),
+                 "male" if match[2] == "0" else "female") for _, name, match in chosen[:count]]
 
 
 def birth_date_for_age(age: int, taken: int, rng: np.random.Generator) -> datetime.date:
@@ -281,12 +272,12 @@ def write_archive(entries: list[Entry], name: str, folder: Path, seed: int = 0) 
     return target
 
 
-def build_standins(mirror: Path, folder: Path, kept: int, seed: int = 0,
+def build_standins(utkface_folder: Path, folder: Path, kept: int, seed: int = 0,
                    decades: tuple[int, ...] = AGE_DECADES) -> dict[str, Standin]:
     """`wiki_crop.tar` and `imdb_crop.tar` in `folder`, each with `kept` clean rows plus the
     planted `DROPPED` rows, from disjoint sets of real UTKFace photos aged as `decades` says."""
     per_dataset = kept + sum(DROPPED.values())
-    faces = utkface_faces(mirror, 2 * per_dataset, seed, decades)
+    faces = utkface_faces(utkface_folder, 2 * per_dataset, seed, decades)
     makers = {"wiki": wiki_entries, "imdb": imdb_entries}
     standins = {}
     for offset, (name, make_entries) in enumerate(makers.items()):

@@ -71,12 +71,12 @@ def home_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def standins(mirror: Path, home_folder: Path) -> dict[str, Standin]:
+def standins(utkface_folder: Path, home_folder: Path) -> dict[str, Standin]:
     """Both archives, where the official URLs put them (`cvl/rrothe/imdb-wiki/static/`)."""
     official = urllib.parse.urlsplit(datasets.get_spec("wiki").downloads[0].url).path
     static = home_folder / official.lstrip("/").rsplit("/", 1)[0]
     static.mkdir(parents=True)
-    return build_standins(mirror, static, KEPT)
+    return build_standins(utkface_folder, static, KEPT)
 
 
 @pytest.fixture(scope="module")

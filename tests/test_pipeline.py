@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import tarfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -32,17 +31,12 @@ def center_crops(image: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def faces(mirror: Path) -> tuple[np.ndarray, np.ndarray]:
-    """Crops uint8 [90, 3, 64, 64, 3] and ages [90] of every 100th UTKFace image of part 1."""
-    crops, ages = [], []
-    with tarfile.open(mirror / "utkface" / "UTKFace_part1of2.tar.gz", "r:gz") as archive:
-        for number, member in enumerate(archive):
-            if number % 100 or not member.isfile() or len(crops) == NUM_FACES:
-                continue
-            data = np.frombuffer(archive.extractfile(member).read(), np.uint8)
-            image = cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-            crops.append(center_crops(image))
-            ages.append(int(Path(member.name).name.split("_")[0]))
+def faces(utkface_folder: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Crops uint8 [90, 3, 64, 64, 3] and ages [90] of every 100th UTKFace image (by name)."""
+    chosen = sorted(utkface_folder.glob("*.jpg"))[::100][:NUM_FACES]
+    images = [cv2.cvtColor(cv2.imread(str(path), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB) for path in chosen]
+    crops = [center_crops(image) for image in images]
+    ages = [int(path.name.split("_")[0]) for path in chosen]
     assert len(crops) == NUM_FACES
     return np.stack(crops), np.array(ages, dtype=np.float32)
 

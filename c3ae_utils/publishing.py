@@ -4,9 +4,9 @@
     make publish      # their outputs into notebooks/, fingerprinted (python -m c3ae_utils.publishing)
 
 A published notebook records, in its metadata under `FINGERPRINT_KEY`, the SHA-256 of its code
-cells' sources and the package version its outputs were made with. `stale_notebooks()` compares
-that record with the code as it is now: a code cell edited after publishing makes the notebook
-stale, and `tests/test_published_notebooks.py` names it and the command that refreshes it.
+cells' Python tokens (comments aside) and the package version its outputs were made with.
+`stale_notebooks()` compares that record with the code as it is now: a code cell edited after
+publishing makes the notebook stale (a comment edited does not), and `tests/test_published_notebooks.py` names it and the command that refreshes it.
 """
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import io
 import sys
+import tokenize
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -48,11 +50,22 @@ def code_sources(notebook: Any) -> list[str]:
     return [cell.source for cell in notebook.cells if cell.cell_type == "code" and not _is_injected(cell)]
 
 
+def _code_tokens(source: str) -> str:
+    """`source` as its Python tokens, without comments and blank lines: what can change its
+    outputs (a comment edit, say the minutes a notebook takes, leaves them valid). A cell
+    Python cannot tokenize (IPython syntax) counts as its text."""
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return source
+    return "\x01".join(token.string for token in tokens if token.type not in (tokenize.COMMENT, tokenize.NL))
+
+
 def code_fingerprint(notebook: Any, version: str | None = None) -> str:
-    """SHA-256 (hex) of the code cells' sources and the package version."""
+    """SHA-256 (hex) of the code cells' tokens (`_code_tokens`) and the package version."""
     digest = hashlib.sha256((version or package_version()).encode())
     for source in code_sources(notebook):
-        digest.update(b"\x00" + source.encode())
+        digest.update(b"\x00" + _code_tokens(source).encode())
     return digest.hexdigest()
 
 
@@ -111,7 +124,7 @@ def _check_executed(executed: Any, source: Any, name: str) -> None:
     if parameters.get("SMALL_RUN") is not False:
         raise ValueError(f"{name} was executed with SMALL_RUN = {parameters.get('SMALL_RUN')!r}; "
                          "publish only a full run (`make run-all`).")
-    if code_sources(executed) != code_sources(source):
+    if [_code_tokens(code) for code in code_sources(executed)] != [_code_tokens(code) for code in code_sources(source)]:
         raise ValueError(f"{name}'s executed copy ran other code than notebooks/{name}; run it again (`make run-all`).")
     errors = _errors(executed)
     if errors:

@@ -65,16 +65,16 @@ FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tun
             benchmark_batch_size=256)
 
 # About how long each notebook takes on a 2-core CPU (minutes; small run, full run): the small
-# runs measured with `python -m c3ae_utils.course --small` (face caches built), the full runs as
-# in docs/results.md (Time of the course run). Each notebook's SMALL_RUN comment says the same.
+# runs measured with `python -m c3ae_utils.course --small` (face caches built), the full runs from one timed
+# `make run-all` (docs/results.md, Time of the course run). Each notebook's SMALL_RUN comment says the same.
 NOTEBOOK_MINUTES: dict[str, tuple[float, float]] = {
-    "01": (0.5, 1),
-    "02": (1, 23),
-    "03": (0.5, 3),
-    "04": (0.5, 3),
-    "05": (1.5, 55),
-    "06": (1, 50),
-    "07": (1, 5),
+    "01": (0.5, 0.5),
+    "02": (1, 3.5),
+    "03": (0.5, 0.5),
+    "04": (0.5, 1),
+    "05": (1.5, 43),
+    "06": (1, 28),
+    "07": (1, 1),
 }
 
 # Notebook 05 compares these distribution losses; 06 and 07 read its runs.

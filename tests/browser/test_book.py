@@ -37,6 +37,7 @@ def served_book(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def test_notebook_05_page_shows_its_figures(chromium: Browser, served_book: str) -> None:
     notebook = course.find_notebook("05")
     expected = publishing.image_count(nbformat.read(notebook, as_version=4))
+    assert expected >= 1, "notebook 05 is published with its figures (make run-all && make publish)"
     page = chromium.new_page()
     page.goto(f"{served_book}/index.html")
     page.click("text=" + book.notebook_title(nbformat.read(notebook, as_version=4), notebook.stem))

@@ -131,6 +131,19 @@ def _check_executed(executed: Any, source: Any, name: str) -> None:
         raise ValueError(f"{name}'s executed copy has errors ({'; '.join(errors)}); fix them and run it again.")
 
 
+PHOTOS_TAG = "photos"
+WITHHELD = ("*Figure not committed: it shows photos (UTKFace, FG-NET, the reference portraits or the demo "
+            "pictures) whose licences allow research and teaching use, not redistribution. Run the cell to see it.*")
+
+
+def _shareable(cell: Any, outputs: list) -> list:
+    """`outputs` without their images when the cell is tagged `photos` (a note stands in for each)."""
+    if PHOTOS_TAG not in cell.get("metadata", {}).get("tags", []):
+        return outputs
+    return [nbformat.v4.new_output("display_data", data={"text/markdown": WITHHELD})
+            if "image/png" in output.get("data", {}) else output for output in outputs]
+
+
 def published(executed: Any, source: Any, minutes: float | None = None) -> Any:
     """`source` with the outputs of `executed` (the same code cells, in order) and its fingerprint."""
     result = copy.deepcopy(source)
@@ -138,7 +151,7 @@ def published(executed: Any, source: Any, minutes: float | None = None) -> Any:
     for cell in result.cells:
         if cell.cell_type == "code":
             done = next(ran)
-            cell.outputs, cell.execution_count = done.outputs, done.execution_count
+            cell.outputs, cell.execution_count = _shareable(cell, done.outputs), done.execution_count
     result.metadata[FINGERPRINT_KEY] = {
         "code_sha256": code_fingerprint(result),
         "package_version": package_version(),

@@ -30,6 +30,9 @@ FINGERPRINT_KEY = "c3ae_published"
 MAX_NOTEBOOK_MB = 3.0  # a published notebook larger than this is refused (lower the figure DPI)
 REFRESH_COMMAND = "make run-all && make publish"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
+PHOTOS_TAG = "photos"
+WITHHELD = ("*Figure not committed: it shows photos (UTKFace, FG-NET, the reference portraits or the demo "
+            "pictures) whose licences allow research and teaching use, not redistribution. Run the cell to see it.*")
 
 
 def package_version() -> str:
@@ -69,14 +72,20 @@ def code_fingerprint(notebook: Any, version: str | None = None) -> str:
     return digest.hexdigest()
 
 
+def is_image(output: Any) -> bool:
+    """Whether a cell output is a figure (an image of any of `IMAGE_TYPES`)."""
+    return any(kind in output.get("data", {}) for kind in IMAGE_TYPES)
+
+
 def image_count(notebook: Any) -> int:
     """How many figures (image outputs) the notebook's cells hold."""
-    return sum(
-        1
-        for cell in notebook.cells
-        for output in cell.get("outputs", [])
-        if any(kind in output.get("data", {}) for kind in IMAGE_TYPES)
-    )
+    return sum(is_image(output) for cell in notebook.cells for output in cell.get("outputs", []))
+
+
+def withheld_count(notebook: Any) -> int:
+    """How many figures `make publish` left out of the notebook as photos (see `PHOTOS_TAG`)."""
+    return sum(output.get("data", {}).get("text/markdown") == WITHHELD
+               for cell in notebook.cells for output in cell.get("outputs", []))
 
 
 @dataclass(frozen=True)
@@ -131,17 +140,12 @@ def _check_executed(executed: Any, source: Any, name: str) -> None:
         raise ValueError(f"{name}'s executed copy has errors ({'; '.join(errors)}); fix them and run it again.")
 
 
-PHOTOS_TAG = "photos"
-WITHHELD = ("*Figure not committed: it shows photos (UTKFace, FG-NET, the reference portraits or the demo "
-            "pictures) whose licences allow research and teaching use, not redistribution. Run the cell to see it.*")
-
-
 def _shareable(cell: Any, outputs: list) -> list:
     """`outputs` without their images when the cell is tagged `photos` (a note stands in for each)."""
     if PHOTOS_TAG not in cell.get("metadata", {}).get("tags", []):
         return outputs
     return [nbformat.v4.new_output("display_data", data={"text/markdown": WITHHELD})
-            if "image/png" in output.get("data", {}) else output for output in outputs]
+            if is_image(output) else output for output in outputs]
 
 
 def published(executed: Any, source: Any, minutes: float | None = None) -> Any:

@@ -1,7 +1,8 @@
 """The course as a learner meets it: JupyterLab in a real (headless) Chromium.
 
 A real `jupyter lab` server serves a copy of notebooks/. In the browser, notebooks 01 and 04
-are opened, the `SMALL_RUN = False` switch of the parameters cell is flipped to True by typing
+are opened (showing the published outputs of a full run), their outputs cleared with Edit > Clear
+Outputs of All Cells, the `SMALL_RUN = False` switch of the parameters cell is flipped to True by typing
 in the editor, Run > Run All Cells runs them, and File > Save Notebook saves them. Every code
 cell must run without an error and without TensorFlow's start-up noise, both on screen and in
 the saved .ipynb. Screenshots land in artifacts/browser/.
@@ -52,7 +53,7 @@ READ_CELLS_JS = """() => [...document.querySelectorAll('.jp-NotebookPanel .jp-Co
         mime: output.getAttribute('data-mime-type') ?? '', text: output.textContent ?? ''})),
 }))"""
 # Run All is over once no prompt shows [*] (running or queued) and the first cell has a number
-# (the committed notebooks have none: tests/test_notebook_skeleton.py).
+# (none has one once the published outputs are cleared).
 RUN_OVER_JS = """() => {
     const prompts = [...document.querySelectorAll('.jp-NotebookPanel .jp-CodeCell .jp-InputPrompt')].map(p => p.textContent);
     return /\\d/.test(prompts[0] ?? '') && !prompts.some(p => p.includes('*'));
@@ -159,7 +160,13 @@ def _run_in_lab(page: Page, lab: Lab, stem: str) -> tuple[float, list[dict[str, 
     except Exception as error:
         raise AssertionError(f"{stem}: the kernel did not start and go idle:\n{lab.log_tail()}") from error
 
-    assert not page.evaluate(RUN_OVER_JS), f"{stem}: the notebook opened with execution counts"
+    opened = page.evaluate(READ_CELLS_JS)
+    assert opened and all(re.fullmatch(r"\[\d+\]:", cell["prompt"]) for cell in opened), \
+        f"{stem}: the notebook did not open with the published outputs (a number in every prompt)"
+    assert any(output["mime"].startswith("image/") for cell in opened for output in cell["outputs"]), \
+        f"{stem}: the notebook opened without a figure"
+    _menu(page, "Edit", "Clear Outputs of All Cells")
+    assert not page.evaluate(RUN_OVER_JS), f"{stem}: execution counts remain after clearing the outputs"
     switch = page.locator(".jp-NotebookPanel .jp-CodeCell .cm-line", has_text=re.compile(r"^SMALL_RUN = "))
     expect(switch, f"{stem}: one `SMALL_RUN = False` line").to_have_text(re.compile(r"^SMALL_RUN = False\b"))
     switch.get_by_text("False", exact=True).dblclick()  # a double click selects the word

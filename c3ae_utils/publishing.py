@@ -31,6 +31,7 @@ MAX_NOTEBOOK_MB = 3.0  # a published notebook larger than this is refused (lower
 REFRESH_COMMAND = "make run-all && make publish"
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/svg+xml")
 PHOTOS_TAG = "photos"
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WITHHELD = ("*Figure not committed: it shows photos (UTKFace, FG-NET, the reference portraits or the demo "
             "pictures) whose licences allow research and teaching use, not redistribution. Run the cell to see it.*")
 
@@ -75,6 +76,11 @@ def code_fingerprint(notebook: Any, version: str | None = None) -> str:
 def is_image(output: Any) -> bool:
     """Whether a cell output is a figure (an image of any of `IMAGE_TYPES`)."""
     return any(kind in output.get("data", {}) for kind in IMAGE_TYPES)
+
+
+def is_widget(output: Any) -> bool:
+    """True for an output that shows a live widget (tqdm's progress bar in Jupyter)."""
+    return WIDGET_VIEW in output.get("data", {})
 
 
 def image_count(notebook: Any) -> int:
@@ -141,7 +147,10 @@ def _check_executed(executed: Any, source: Any, name: str) -> None:
 
 
 def _shareable(cell: Any, outputs: list) -> list:
-    """`outputs` without their images when the cell is tagged `photos` (a note stands in for each)."""
+    """`outputs` without widgets, and without their images when the cell is tagged `photos`
+    (a note stands in for each image)."""
+    # a widget needs its kernel: without one, GitHub and the book show its first frame ("0%")
+    outputs = [output for output in outputs if not is_widget(output)]
     if PHOTOS_TAG not in cell.get("metadata", {}).get("tags", []):
         return outputs
     return [nbformat.v4.new_output("display_data", data={"text/markdown": WITHHELD})

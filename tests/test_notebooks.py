@@ -83,7 +83,7 @@ def test_notebook_02_writes_the_caches(course_run):
         assert len(cache.table) + len(cache.failures) == max_images
         expected = {"train", "val", "test"} if dataset == "utkface" else {"train"}  # FG-NET: LOSO folds
         assert set(cache.table["split"]) == expected
-    for figure in ("02_detections", "02_alignment", "02_triple_boundbox", "02_failures", "02_pose_distribution"):
+    for figure in ("02_detections", "02_alignment", "02_triple_boundbox", "02_face_yield", "02_failures", "02_pose_distribution"):
         assert (paths.figures_dir() / f"{figure}.png").exists(), figure
 
 

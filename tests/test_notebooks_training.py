@@ -103,7 +103,7 @@ def test_notebook_06_results_and_figures_were_written(report):
     results = (paths.artifacts_dir() / "results.md").read_text()
     assert "focal" in results and "reference-v89" in results and "FG-NET leave-one-subject-out" in results
     for name in ("cumulative_scores", "error_by_age", "errors_by_group", "worst_predictions",
-                 "bin_confusion", "w2_vs_bins", "fgnet_loso"):
+                 "bin_confusion", "w2_vs_bins", "model_comparison", "fgnet_loso"):
         assert (paths.figures_dir() / f"06_{name}.png").stat().st_size > 1000, name
 
 

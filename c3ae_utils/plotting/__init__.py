@@ -40,6 +40,7 @@ from c3ae_utils.plotting.errors import (
     plot_error_by_age,
     plot_grouped_errors,
     plot_loso_folds,
+    plot_model_comparison,
     plot_w2,
     plot_worst_predictions,
 )
@@ -47,6 +48,7 @@ from c3ae_utils.plotting.faces import (
     plot_alignment,
     plot_context_boxes,
     plot_detections,
+    plot_face_yield,
     plot_failure_gallery,
     plot_pose_distribution,
 )
@@ -84,6 +86,7 @@ __all__ = [
     "plot_alignment",
     "plot_context_boxes",
     "plot_detections",
+    "plot_face_yield",
     "plot_failure_gallery",
     "plot_pose_distribution",
     # encoding (notebook 03)
@@ -106,6 +109,7 @@ __all__ = [
     "plot_error_by_age",
     "plot_grouped_errors",
     "plot_loso_folds",
+    "plot_model_comparison",
     "plot_w2",
     "plot_worst_predictions",
     # prediction (notebook 07)

@@ -1,5 +1,6 @@
 """Figures of the error analysis (notebook 06): cumulative scores, errors by age and by
-group, the worst predictions, the W1 bin confusion, W2, FG-NET leave-one-subject-out."""
+group, the worst predictions, the W1 bin confusion, W2, several models side by side,
+FG-NET leave-one-subject-out."""
 
 from __future__ import annotations
 
@@ -140,4 +141,23 @@ def plot_loso_folds(folds: pd.DataFrame) -> Figure:
     axis.set_xticks(positions, folds["subject"].astype(str), rotation=90, fontsize=7)
     axis.set(xlabel="held-out subject", ylabel="MAE (years)", title="FG-NET leave-one-subject-out")
     axis.legend(fontsize=8)
+    return figure
+
+
+def plot_model_comparison(summary: pd.DataFrame, columns: tuple[str, ...] = ("MAE (age head)", "MAE (expected age)"),
+                          title: str = "Models on the same faces") -> Figure:
+    """Horizontal bars of each model's (the rows of `summary`) errors in years, one bar per
+    column of `columns`, each labelled with its value."""
+    figure, axes = new_figure(width=7.5, height=0.4 * len(summary) * len(columns) + 1.4)
+    axis = axes[0, 0]
+    height = 0.8 / len(columns)
+    positions = np.arange(len(summary))[::-1]
+    for index, column in enumerate(columns):
+        values = summary[column].astype(float).to_numpy()
+        bars = axis.barh(positions + (len(columns) / 2 - index - 0.5) * height, values, height=height, label=column)
+        axis.bar_label(bars, [f"{value:.2f}" for value in values], padding=3, fontsize=8)
+    axis.set_yticks(positions, summary.index)
+    axis.set(xlabel="years", title=title, xlim=(0, float(summary[list(columns)].to_numpy().max()) * 1.15))
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
     return figure

@@ -1,5 +1,5 @@
 """Figures of the faces (notebook 02): detections, alignment, the three context boxes,
-the images that gave no face, the head poses."""
+the images that gave no face, the photos that survive each step, the head poses."""
 
 from __future__ import annotations
 
@@ -111,5 +111,31 @@ def plot_pose_distribution(tables: dict[str, pd.DataFrame], columns: tuple[str, 
         axis.set_xlabel(f"{column} (degrees)")
         axis.set_ylabel("density")
     axes[0, 0].legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def plot_face_yield(yields: pd.DataFrame, steps: tuple[str, ...] = (
+        "images", "readable", "face found", "no second face", "face large enough")) -> Figure:
+    """Share of the photos (%) left after each step of `faces.yield_table`, one line per
+    dataset (its rows), each step marked with the photos it lost."""
+    figure, axes = new_figure(width=7.5, height=3.6)
+    axis = axes[0, 0]
+    shares = 100.0 * yields[list(steps)].div(yields["images"], axis=0)
+    positions = np.arange(len(steps))
+    for index, (name, row) in enumerate(shares.iterrows()):
+        line, = axis.plot(positions, row.to_numpy(), marker="o", label=f"{name} ({int(yields.loc[name, 'images']):,} photos)")
+        lost = -np.diff(yields.loc[name, list(steps)].to_numpy(dtype=int))
+        for position, count, share in zip(positions[1:], lost, row.to_numpy()[1:], strict=True):
+            if count:
+                axis.annotate(f"-{count:,}", (position, share), textcoords="offset points",
+                              xytext=(0, 7 if index % 2 else -13),  # alternate datasets label above, below
+                              ha="center", fontsize=8, color=line.get_color())
+    axis.set_xticks(positions, steps)
+    axis.set_xlim(-0.4, len(steps) - 0.6)
+    low = float(shares.to_numpy().min())
+    axis.set(ylabel="photos left (%)", ylim=(min(low - 0.5 * (100.0 - low) - 0.5, 99.0), 100.3),
+             title="Photos that survive each step of the cache")
+    axis.legend(fontsize=8, loc="lower left")
     figure.tight_layout()
     return figure

@@ -69,12 +69,12 @@ FULL = Size(small_run=False, max_images=None, epochs=20, batch_size=32, fine_tun
 # `make run-all` (docs/results.md, Time of the course run). Each notebook's SMALL_RUN comment says the same.
 NOTEBOOK_MINUTES: dict[str, tuple[float, float]] = {
     "01": (0.5, 0.5),
-    "02": (1, 3.5),
+    "02": (1, 4.5),
     "03": (0.5, 0.5),
     "04": (0.5, 1),
-    "05": (1.5, 43),
-    "06": (1, 28),
-    "07": (1, 1),
+    "05": (1.5, 54),
+    "06": (1, 35),
+    "07": (1, 1.5),
 }
 
 # Notebook 05 compares these distribution losses; 06 and 07 read its runs.

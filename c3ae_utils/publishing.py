@@ -110,7 +110,8 @@ def staleness(path: Path) -> Staleness | None:
     notebook = nbformat.read(path, as_version=4)
     record = notebook.metadata.get(FINGERPRINT_KEY)
     if record is None:
-        return Staleness(path.name, "has no published outputs")
+        by_hand = any(cell.get("outputs") for cell in notebook.cells)
+        return Staleness(path.name, "has outputs that `make publish` did not make" if by_hand else "has no published outputs")
     now = code_fingerprint(notebook, record.get("package_version"))
     if now != record.get("code_sha256"):
         return Staleness(path.name, "code changed since its outputs were made")

@@ -50,15 +50,6 @@ def test_no_committed_notebook_shows_photos():
         assert not [output for cell in tagged for output in cell.outputs if publishing.is_image(output)], path.name
 
 
-def test_a_notebook_without_a_fingerprint_has_no_outputs():
-    """Outputs are committed only through `make publish`, which fingerprints them."""
-    for path in course.list_notebooks():
-        notebook = nbformat.read(path, as_version=4)
-        if publishing.FINGERPRINT_KEY not in notebook.metadata:
-            with_outputs = [i for i, cell in enumerate(notebook.cells) if cell.get("outputs")]
-            assert not with_outputs, f"{path.name} has outputs in cells {with_outputs} but was not published with `make publish`"
-
-
 def _tiny_course_notebook() -> nbformat.NotebookNode:
     parameters = nbformat.v4.new_code_cell("SMALL_RUN = False")
     parameters.metadata["tags"] = ["parameters"]
@@ -100,6 +91,8 @@ def test_publishing_copies_the_outputs_and_an_edited_cell_makes_it_stale(execute
     assert not any(map(publishing.is_widget, notebook.cells[3].outputs)), notebook.cells[3].outputs  # ...left out
     assert not any(publishing._is_injected(cell) for cell in notebook.cells)
     assert publishing.staleness(target) is None
+    assert publishing.staleness(source).reason == "has no published outputs"
+    assert publishing.staleness(run).reason == "has outputs that `make publish` did not make"  # run, not published
 
     photos = publishing.published(nbformat.read(run, as_version=4), _tagged(nbformat.read(source, as_version=4)))
     assert publishing.image_count(photos) == 0 and publishing.withheld_count(photos) == 1

@@ -121,14 +121,15 @@ def plot_face_yield(yields: pd.DataFrame, steps: tuple[str, ...] = (
     dataset (its rows), each step marked with the photos it lost."""
     figure, axes = new_figure(width=7.5, height=3.6)
     axis = axes[0, 0]
-    shares = 100.0 * yields[list(steps)].div(yields["images"], axis=0)
+    counts = yields[list(steps)].astype(int)
+    shares = 100.0 * counts.div(counts["images"], axis=0)
+    lost = -counts.diff(axis=1)  # photos dropped at each step (NaN at the first)
     positions = np.arange(len(steps))
-    for index, (name, row) in enumerate(shares.iterrows()):
-        line, = axis.plot(positions, row.to_numpy(), marker="o", label=f"{name} ({int(yields.loc[name, 'images']):,} photos)")
-        lost = -np.diff(yields.loc[name, list(steps)].to_numpy(dtype=int))
-        for position, count, share in zip(positions[1:], lost, row.to_numpy()[1:], strict=True):
-            if count:
-                axis.annotate(f"-{count:,}", (position, share), textcoords="offset points",
+    for index, name in enumerate(counts.index):
+        line, = axis.plot(positions, shares.loc[name], marker="o", label=f"{name} ({counts.loc[name, 'images']:,} photos)")
+        for position, step in enumerate(steps[1:], start=1):
+            if lost.loc[name, step]:
+                axis.annotate(f"-{int(lost.loc[name, step]):,}", (position, shares.loc[name, step]), textcoords="offset points",
                               xytext=(0, 7 if index % 2 else -13),  # alternate datasets label above, below
                               ha="center", fontsize=8, color=line.get_color())
     axis.set_xticks(positions, steps)
